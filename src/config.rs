@@ -1,0 +1,440 @@
+//! Configuration: every limit as a named constant with its reason, the [`Config`] and
+//! [`Limits`] structs built from them, and the command-line parser (a raw pass that collects
+//! flags, then a validating pass), written by hand because the card allows no CLI crate.
+//!
+//! Nothing here touches sockets or threads; `main.rs` turns [`ConfigError`] into one line on
+//! stderr and exit code 2.
+
+use std::ffi::OsString;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::error::ConfigError;
+
+/// Longest request line we read (RFC 9112 §3 recommends at least 8000 octets); longer: 414.
+pub const MAX_REQUEST_LINE: usize = 8 * 1024;
+/// Largest request head (line plus fields). Bounds the buffer each connection may hold while
+/// it is parked; larger: 431 (RFC 6585 §5).
+pub const MAX_HEAD_BYTES: usize = 16 * 1024;
+/// Most header fields in one request; more: 431. Real browsers send 10 to 30.
+pub const MAX_HEADERS: usize = 100;
+/// Deadline over the *whole* head, from its first byte (or from accept for a new
+/// connection): a per-read timeout does not stop slowloris; this does. Expiry: 408.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long an idle keep-alive connection may wait for its next request. Idle connections
+/// cost a keeper entry and no worker, so this can be longer than Apache's 5 s; it stays below
+/// the 60 s idle timeout of common load balancers' upstream pools.
+pub const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest stall between two successful writes to a client (like nginx `send_timeout`): a
+/// large download on a slow link survives, a reader that stopped reading does not.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Budget for a graceful stop: below the 30 s Kubernetes grace period and systemd's 90 s.
+pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Requests served on one connection before it is closed (nginx and lighttpd use 1000),
+/// so one client cannot own a connection slot forever.
+pub const MAX_REQUESTS_PER_CONNECTION: u32 = 1000;
+/// Connections open at once (queued, parked or being served). Past it the acceptor sheds
+/// with 503: each costs a descriptor, and the common soft limit is 1024.
+pub const MAX_CONNECTIONS: usize = 900;
+/// Write timeout for the canned 503 the acceptor sends when the queue is full: the acceptor
+/// must never wait on a client.
+pub const OVERLOAD_WRITE_TIMEOUT: Duration = Duration::from_millis(20);
+/// How long we keep reading (and discarding) after sending a final error response, so the
+/// client sees the response rather than a reset (nginx `lingering_close`).
+pub const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
+/// Most bytes discarded during a lingering close.
+pub const LINGER_MAX_BYTES: usize = 256 * 1024;
+/// Largest request body on GET/HEAD/OPTIONS that we read and throw away to keep the
+/// connection; a larger one gets its response and a close.
+pub const MAX_DISCARD_BODY: u64 = 64 * 1024;
+/// During a drain, a connection that has not sent its first byte gets this long to do so
+/// before it is closed like an idle keep-alive connection.
+pub const DRAIN_FIRST_BYTE_GRACE: Duration = Duration::from_secs(1);
+/// Longest pause of the acceptor after `accept()` fails (EMFILE and friends): it backs off
+/// instead of spinning, doubling from 5 ms.
+pub const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// Per-connection limits and timeouts. `Default` reads the constants above; tests shrink the
+/// timeouts instead of waiting them out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// See [`MAX_REQUEST_LINE`].
+    pub max_request_line: usize,
+    /// See [`MAX_HEAD_BYTES`].
+    pub max_head_bytes: usize,
+    /// See [`MAX_HEADERS`].
+    pub max_headers: usize,
+    /// See [`HEAD_TIMEOUT`].
+    pub head_timeout: Duration,
+    /// See [`KEEP_ALIVE_TIMEOUT`].
+    pub keep_alive_timeout: Duration,
+    /// See [`WRITE_TIMEOUT`].
+    pub write_timeout: Duration,
+    /// See [`SHUTDOWN_TIMEOUT`].
+    pub shutdown_timeout: Duration,
+    /// See [`MAX_REQUESTS_PER_CONNECTION`].
+    pub max_requests: u32,
+    /// See [`MAX_CONNECTIONS`].
+    pub max_connections: usize,
+    /// See [`LINGER_TIMEOUT`].
+    pub linger_timeout: Duration,
+    /// See [`DRAIN_FIRST_BYTE_GRACE`].
+    pub drain_first_byte_grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_request_line: MAX_REQUEST_LINE,
+            max_head_bytes: MAX_HEAD_BYTES,
+            max_headers: MAX_HEADERS,
+            head_timeout: HEAD_TIMEOUT,
+            keep_alive_timeout: KEEP_ALIVE_TIMEOUT,
+            write_timeout: WRITE_TIMEOUT,
+            shutdown_timeout: SHUTDOWN_TIMEOUT,
+            max_requests: MAX_REQUESTS_PER_CONNECTION,
+            max_connections: MAX_CONNECTIONS,
+            linger_timeout: LINGER_TIMEOUT,
+            drain_first_byte_grace: DRAIN_FIRST_BYTE_GRACE,
+        }
+    }
+}
+
+/// Everything the server needs to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Document root (default `html`).
+    pub root: PathBuf,
+    /// Address to listen on (default `127.0.0.1:8000`, the origin server's port).
+    pub addr: SocketAddr,
+    /// Worker threads, all built at start-up.
+    pub workers: usize,
+    /// Capacity of the accept queue; when it is full new connections get 503.
+    pub queue: usize,
+    /// Serve dotfiles and dot-directories (off: they are 404).
+    pub hidden: bool,
+    /// Per-connection limits and timeouts.
+    pub limits: Limits,
+}
+
+/// Default worker count: workers never wait on an idle or slow-to-send client (the keeper
+/// holds those), so they are busy with CPU work, file reads or writes to slow readers; four per
+/// core keeps every core busy while a few workers are blocked on disk or a slow reader.
+pub fn default_workers() -> usize {
+    (num_cpus::get() * 4).max(4)
+}
+
+/// Default queue capacity: an entry is one accepted socket, and a worker takes it off in
+/// microseconds (one read, then park), so the queue only absorbs bursts of connects; 256 per
+/// core matches the kernel's default listen backlog scale (nginx uses 511).
+pub fn default_queue() -> usize {
+    (num_cpus::get() * 256).max(256)
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            root: PathBuf::from("html"),
+            addr: SocketAddr::from(([127, 0, 0, 1], 8000)),
+            workers: default_workers(),
+            queue: default_queue(),
+            hidden: false,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// What the command line asked for.
+// Built once at start-up and matched at once: boxing `Config` would buy nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CliAction {
+    /// Run the server with this configuration.
+    Run(Config),
+    /// Print [`usage`] and exit 0.
+    Help,
+    /// Print the version line and exit 0.
+    Version,
+}
+
+/// The `--help` text.
+pub fn usage() -> String {
+    let d = Config::default();
+    format!(
+        "\
+poolserve {version}: a static-file HTTP/1.1 server with a fixed worker pool
+
+Usage: poolserve [OPTIONS]
+
+Options:
+  --root DIR               document root [default: html]
+  --addr HOST:PORT         address to listen on [default: 127.0.0.1:8000]
+  --port N                 port to listen on, keeping the host of --addr
+  --workers N              worker threads, built at start-up [default: {workers} = 4 x cores]
+  --queue N                accept queue capacity; when full, new connections get 503
+                           [default: {queue} = 256 x cores]
+  --max-connections N      open connections at most, then 503 [default: {maxc}]
+  --max-requests N         requests per keep-alive connection [default: {maxr}]
+  --header-timeout SECS    deadline for a whole request head, then 408 [default: {ht}]
+  --keepalive-timeout SECS idle time allowed between requests [default: {ka}]
+  --write-timeout SECS     longest stall while sending to a client [default: {wt}]
+  --shutdown-timeout SECS  budget for the graceful drain on SIGINT/SIGTERM [default: {st}]
+  --hidden                 serve dotfiles and dot-directories (404 otherwise)
+  -h, --help               print this help and exit
+  -V, --version            print the version and exit
+
+Durations are seconds (\"2.5\") or milliseconds with an ms suffix (\"500ms\").
+Logging: RUST_LOG=info (default) prints one access line per request; RUST_LOG=warn hides them.
+Signals: SIGINT/SIGTERM drain gracefully; a second signal exits at once.
+",
+        version = env!("CARGO_PKG_VERSION"),
+        workers = d.workers,
+        queue = d.queue,
+        maxc = d.limits.max_connections,
+        maxr = d.limits.max_requests,
+        ht = secs(d.limits.head_timeout),
+        ka = secs(d.limits.keep_alive_timeout),
+        wt = secs(d.limits.write_timeout),
+        st = secs(d.limits.shutdown_timeout),
+    )
+}
+
+/// The `--version` line.
+pub fn version_line() -> String {
+    format!("poolserve {}", env!("CARGO_PKG_VERSION"))
+}
+
+fn secs(d: Duration) -> String {
+    format!("{}", d.as_secs_f64())
+}
+
+impl Config {
+    /// Parses command-line arguments (without the program name). Flags take their value as
+    /// the next argument or after `=`. The root is checked later, by `Server::bind`.
+    pub fn from_args<I>(args: I) -> Result<CliAction, ConfigError>
+    where
+        I: IntoIterator<Item = OsString>,
+    {
+        let mut cfg = Config::default();
+        let mut port: Option<u16> = None;
+        let mut args = args.into_iter();
+        while let Some(raw) = args.next() {
+            let raw = raw
+                .into_string()
+                .map_err(|a| ConfigError(format!("argument is not UTF-8: {a:?}")))?;
+            let (flag, inline) = match raw.split_once('=') {
+                Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+                _ => (raw.clone(), None),
+            };
+            let mut value = |name: &str| -> Result<String, ConfigError> {
+                match inline.clone() {
+                    Some(v) => Ok(v),
+                    None => args
+                        .next()
+                        .and_then(|v| v.into_string().ok())
+                        .ok_or_else(|| ConfigError(format!("{name} needs a value"))),
+                }
+            };
+            match flag.as_str() {
+                "-h" | "--help" => return Ok(CliAction::Help),
+                "-V" | "--version" => return Ok(CliAction::Version),
+                "--root" => cfg.root = PathBuf::from(value("--root")?),
+                "--addr" => cfg.addr = parse_addr(&value("--addr")?)?,
+                "--port" => port = Some(parse_num("--port", &value("--port")?, 0, 65535)? as u16),
+                "--workers" => cfg.workers = parse_num("--workers", &value("--workers")?, 1, 4096)?,
+                "--queue" => cfg.queue = parse_num("--queue", &value("--queue")?, 1, 1 << 20)?,
+                "--max-connections" => {
+                    cfg.limits.max_connections = parse_num(
+                        "--max-connections",
+                        &value("--max-connections")?,
+                        1,
+                        1 << 20,
+                    )?
+                }
+                "--max-requests" => {
+                    cfg.limits.max_requests = parse_num(
+                        "--max-requests",
+                        &value("--max-requests")?,
+                        1,
+                        u32::MAX as usize,
+                    )? as u32
+                }
+                "--header-timeout" => {
+                    cfg.limits.head_timeout =
+                        parse_duration("--header-timeout", &value("--header-timeout")?)?
+                }
+                "--keepalive-timeout" => {
+                    cfg.limits.keep_alive_timeout =
+                        parse_duration("--keepalive-timeout", &value("--keepalive-timeout")?)?
+                }
+                "--write-timeout" => {
+                    cfg.limits.write_timeout =
+                        parse_duration("--write-timeout", &value("--write-timeout")?)?
+                }
+                "--shutdown-timeout" => {
+                    cfg.limits.shutdown_timeout =
+                        parse_duration("--shutdown-timeout", &value("--shutdown-timeout")?)?
+                }
+                "--hidden" if inline.is_none() => cfg.hidden = true,
+                _ if flag.starts_with('-') => {
+                    return Err(ConfigError(format!("unknown option {flag} (see --help)")))
+                }
+                _ => {
+                    return Err(ConfigError(format!(
+                        "unexpected argument {raw:?} (see --help)"
+                    )))
+                }
+            }
+        }
+        if let Some(p) = port {
+            cfg.addr.set_port(p);
+        }
+        Ok(CliAction::Run(cfg))
+    }
+}
+
+fn parse_addr(s: &str) -> Result<SocketAddr, ConfigError> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    // `localhost:8000` and other names: resolve once, at start-up, preferring IPv4 like
+    // most clients do.
+    let bad = || ConfigError(format!("--addr: {s:?} is not HOST:PORT"));
+    let addrs: Vec<SocketAddr> = s.to_socket_addrs().map_err(|_| bad())?.collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()
+        .ok_or_else(bad)
+}
+
+fn parse_num(name: &str, s: &str, min: usize, max: usize) -> Result<usize, ConfigError> {
+    match s.parse::<usize>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(ConfigError(format!(
+            "{name}: {s:?} is not a number from {min} to {max}"
+        ))),
+    }
+}
+
+/// Parses `2`, `2.5` (seconds) or `500ms`. Zero is refused: a zero timeout would mean
+/// "wait forever" for a socket option, the opposite of what a user typing 0 wants.
+pub fn parse_duration(name: &str, s: &str) -> Result<Duration, ConfigError> {
+    let bad = || {
+        ConfigError(format!(
+            "{name}: {s:?} is not a duration like 10, 2.5 or 500ms"
+        ))
+    };
+    let d = if let Some(ms) = s.strip_suffix("ms") {
+        Duration::from_millis(ms.parse::<u64>().map_err(|_| bad())?)
+    } else {
+        let secs = s
+            .strip_suffix('s')
+            .unwrap_or(s)
+            .parse::<f64>()
+            .map_err(|_| bad())?;
+        if !secs.is_finite() || !(0.0..=86_400.0 * 365.0).contains(&secs) {
+            return Err(bad());
+        }
+        Duration::from_secs_f64(secs)
+    };
+    if d.is_zero() {
+        return Err(ConfigError(format!("{name}: must be greater than zero")));
+    }
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> Result<CliAction, ConfigError> {
+        Config::from_args(args.iter().map(OsString::from))
+    }
+
+    fn cfg(args: &[&str]) -> Config {
+        match run(args) {
+            Ok(CliAction::Run(c)) => c,
+            other => panic!("{args:?} gave {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_match_the_origin_server() {
+        let c = cfg(&[]);
+        assert_eq!(c.root, PathBuf::from("html"));
+        assert_eq!(c.addr, "127.0.0.1:8000".parse().unwrap());
+        assert!(c.workers >= 4 && c.queue >= 256);
+    }
+
+    #[test]
+    fn flags_table() {
+        let c = cfg(&[
+            "--root",
+            "/srv",
+            "--port=9000",
+            "--workers",
+            "3",
+            "--queue",
+            "7",
+        ]);
+        assert_eq!(
+            (c.root.to_str(), c.addr.port(), c.workers, c.queue),
+            (Some("/srv"), 9000, 3, 7)
+        );
+        let c = cfg(&["--addr", "[::1]:81", "--hidden", "--max-requests", "5"]);
+        assert_eq!(c.addr, "[::1]:81".parse().unwrap());
+        assert!(c.hidden);
+        assert_eq!(c.limits.max_requests, 5);
+        let c = cfg(&["--port", "0", "--addr", "0.0.0.0:1"]);
+        assert_eq!(
+            c.addr,
+            "0.0.0.0:0".parse().unwrap(),
+            "--port wins over --addr's port"
+        );
+        let c = cfg(&[
+            "--header-timeout",
+            "500ms",
+            "--keepalive-timeout=2.5",
+            "--write-timeout",
+            "3s",
+        ]);
+        assert_eq!(c.limits.head_timeout, Duration::from_millis(500));
+        assert_eq!(c.limits.keep_alive_timeout, Duration::from_millis(2500));
+        assert_eq!(c.limits.write_timeout, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn help_and_version() {
+        assert_eq!(run(&["--help"]), Ok(CliAction::Help));
+        assert_eq!(run(&["-h", "--bogus"]), Ok(CliAction::Help));
+        assert_eq!(run(&["--version"]), Ok(CliAction::Version));
+        assert!(usage().contains("--root DIR"));
+    }
+
+    #[test]
+    fn bad_input_is_one_clear_line() {
+        for args in [
+            &["--bogus"][..],
+            &["--port"],
+            &["--port", "70000"],
+            &["--port", "x"],
+            &["--workers", "0"],
+            &["--queue", "-1"],
+            &["--addr", "nonsense"],
+            &["--header-timeout", "0"],
+            &["--write-timeout", "soon"],
+            &["--shutdown-timeout", "NaN"],
+            &["--hidden=yes"],
+            &["stray"],
+        ] {
+            let err = run(args).expect_err(&format!("{args:?} should fail"));
+            assert!(
+                !err.0.contains('\n') && !err.0.is_empty(),
+                "{args:?}: {err}"
+            );
+        }
+    }
+}

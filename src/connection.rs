@@ -1,0 +1,437 @@
+//! One connection's life while a worker holds it: read what is there without waiting, answer
+//! every complete request in the buffer (pipelining, in order), and hand the connection back
+//! as soon as no bytes are ready, so that a worker never waits on a quiet client.
+//!
+//! The request pipeline, in order: [`request::parse`] → body framing (a small body on a
+//! request that does not use one is discarded, otherwise the connection closes after the
+//! response) → method → [`resolve::resolve`] → response head and body → one access-log line.
+//! Errors become a status in one place, [`HttpError::status`]. Only this module and the
+//! keeper touch client sockets; only this module knows about keep-alive.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown as Half, SocketAddr, TcpStream};
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use crate::body::BodyDiscarder;
+use crate::config::{Limits, MAX_DISCARD_BODY};
+use crate::error::HttpError;
+use crate::request::{self, BodyFraming, Method, Parse, RequestHead, Version};
+use crate::resolve::{self, ResolveOptions, Resolved};
+use crate::response::{self, Head, Status, ALLOW};
+use crate::state::{OpenGuard, Shared};
+
+/// Requests one connection may have answered in a row while other connections wait for a
+/// worker; then it goes to the back of the line (fairness for pipelining clients).
+const MAX_REQUESTS_PER_TURN: u32 = 8;
+
+/// A client connection and everything that must survive between two requests.
+#[derive(Debug)]
+pub(crate) struct Conn {
+    stream: TcpStream,
+    peer: SocketAddr,
+    /// Bytes received and not yet consumed: a partial head or pipelined requests.
+    buf: Vec<u8>,
+    /// Where the parser resumes its scan for the end of the head.
+    resume: usize,
+    /// Deadline of the head being received (from accept for a new connection).
+    head_deadline: Option<Instant>,
+    /// When the last response was finished (start of keep-alive idle time).
+    idle_since: Instant,
+    /// Requests answered on this connection.
+    requests: u32,
+    nonblocking: bool,
+    /// The client may still be sending bytes we did not read (a body we skipped), so a
+    /// close must linger.
+    unread_input: bool,
+    _open: OpenGuard,
+}
+
+/// What a parked connection waits for, which decides its deadline and its fate in a drain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Waiting {
+    /// Accepted, not a single byte received yet.
+    Fresh,
+    /// Between requests on a keep-alive connection.
+    Idle,
+    /// Part of a request head received.
+    Head,
+}
+
+/// What the worker should do with a connection after [`serve`].
+#[derive(Debug)]
+pub(crate) enum Next {
+    /// No bytes are ready: park it with the keeper.
+    Park(Conn),
+    /// Complete requests are buffered but others are waiting: back of the ready queue.
+    Requeue(Conn),
+    /// A final response was sent and the write side shut: discard input for a while
+    /// (lingering close) so the client reads the response instead of a reset.
+    Linger(TcpStream, OpenGuard),
+    /// Closed (or the client went away).
+    Done,
+}
+
+impl Conn {
+    /// Wraps a freshly accepted socket. Timeouts are set here, before the first read.
+    pub fn new(
+        stream: TcpStream,
+        peer: SocketAddr,
+        shared: &std::sync::Arc<Shared>,
+    ) -> io::Result<Conn> {
+        let limits = &shared.config.limits;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(limits.head_timeout))?;
+        stream.set_write_timeout(Some(limits.write_timeout))?;
+        let now = Instant::now();
+        Ok(Conn {
+            stream,
+            peer,
+            buf: Vec::new(),
+            resume: 0,
+            head_deadline: Some(now + limits.head_timeout),
+            idle_since: now,
+            requests: 0,
+            nonblocking: false,
+            unread_input: false,
+            _open: OpenGuard::new(shared),
+        })
+    }
+
+    /// The socket, for registration with the keeper's poller.
+    pub fn stream(&self) -> &TcpStream {
+        &self.stream
+    }
+
+    /// What this connection is waiting for.
+    pub fn waiting(&self) -> Waiting {
+        if !self.buf.is_empty() {
+            Waiting::Head
+        } else if self.requests == 0 {
+            Waiting::Fresh
+        } else {
+            Waiting::Idle
+        }
+    }
+
+    /// When the keeper gives up on it.
+    pub fn deadline(&self, limits: &Limits) -> Instant {
+        match (self.waiting(), self.head_deadline) {
+            (Waiting::Idle, _) | (_, None) => self.idle_since + limits.keep_alive_timeout,
+            (_, Some(d)) => d,
+        }
+    }
+
+    /// Frees the read buffer while parked, if it holds nothing: an idle connection then
+    /// costs a keeper entry and no buffer.
+    pub fn shrink(&mut self) {
+        if self.buf.is_empty() {
+            self.buf = Vec::new();
+        }
+    }
+
+    /// Gives up the socket for a lingering close.
+    pub fn into_linger(self) -> (TcpStream, OpenGuard) {
+        (self.stream, self._open)
+    }
+
+    fn set_nonblocking(&mut self, on: bool) -> io::Result<()> {
+        if self.nonblocking != on {
+            self.stream.set_nonblocking(on)?;
+            self.nonblocking = on;
+        }
+        Ok(())
+    }
+
+    /// One read that does not wait. `Ok(0)` is end of stream.
+    fn read_ready(&mut self, limits: &Limits) -> io::Result<usize> {
+        self.set_nonblocking(true)?;
+        let start = self.buf.len();
+        // Never hold more than one maximal head (+1 so the parser can see it is too long).
+        let room = (limits.max_head_bytes + 1).saturating_sub(start).max(1);
+        self.buf.resize(start + room, 0);
+        let got = self.stream.read(&mut self.buf[start..]);
+        self.buf.truncate(start + *got.as_ref().unwrap_or(&0));
+        if let Ok(n) = got {
+            if n > 0 && start == 0 && self.head_deadline.is_none() {
+                self.head_deadline = Some(Instant::now() + limits.head_timeout);
+            }
+        }
+        got
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.buf.drain(..n.min(self.buf.len()));
+        self.resume = 0;
+    }
+
+    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.set_nonblocking(false)?;
+        self.stream.write_all(bytes)
+    }
+}
+
+/// Serves `conn` until it has no complete request and no ready bytes. `others_waiting`
+/// tells whether connections are queued for a worker (adaptive keep-alive and fairness).
+pub(crate) fn serve(mut conn: Conn, shared: &Shared, others_waiting: &dyn Fn() -> bool) -> Next {
+    let limits = &shared.config.limits;
+    let mut turn = 0u32;
+    loop {
+        if !conn.buf.is_empty() {
+            match request::parse(&conn.buf, &mut conn.resume, limits) {
+                Ok(Parse::Complete { head, len }) => {
+                    conn.consume(len);
+                    match exchange(&mut conn, head, shared, others_waiting) {
+                        Ok(true) => {}
+                        Ok(false) => return close(conn),
+                        Err(e) => {
+                            log::debug!("{}: write failed: {e}", conn.peer);
+                            return Next::Done;
+                        }
+                    }
+                    turn += 1;
+                    if !conn.buf.is_empty() && turn >= MAX_REQUESTS_PER_TURN && others_waiting() {
+                        return Next::Requeue(conn);
+                    }
+                    continue;
+                }
+                Ok(Parse::Partial) => {
+                    if conn.head_deadline.is_some_and(|d| Instant::now() >= d) {
+                        return fail(conn, HttpError::HeadTimeout, shared);
+                    }
+                }
+                Err(e) => return fail(conn, e, shared),
+            }
+        }
+        match conn.read_ready(limits) {
+            Ok(0) => return Next::Done,
+            Ok(_) => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Next::Park(conn),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                log::debug!("{}: read failed: {e}", conn.peer);
+                return Next::Done;
+            }
+        }
+    }
+}
+
+/// Ends a connection after a response that said `Connection: close`.
+fn close(conn: Conn) -> Next {
+    let _ = conn.stream.shutdown(Half::Write);
+    if conn.buf.is_empty() && !conn.unread_input {
+        // Nothing unread on our side: a plain close sends FIN, not RST.
+        return Next::Done;
+    }
+    let (stream, guard) = conn.into_linger();
+    Next::Linger(stream, guard)
+}
+
+/// Answers a request we could not parse (or whose head took too long) and closes: its
+/// framing is unknown, so nothing after it can be trusted (RFC 9112 §9.3... the tiny_http rule).
+fn fail(mut conn: Conn, err: HttpError, shared: &Shared) -> Next {
+    let start = Instant::now();
+    let status = err.status();
+    log::debug!("{}: {err:?}", conn.peer);
+    let (bytes, _) = response::status_response(status, false, Some("close"), &[]);
+    let sent = conn.write_all(&bytes).is_ok();
+    shared.requests.fetch_add(1, Ordering::Relaxed);
+    access_log(conn.peer, "-", status, 0, start);
+    let _ = conn.stream.shutdown(Half::Write);
+    if !sent {
+        return Next::Done;
+    }
+    let (stream, guard) = conn.into_linger();
+    Next::Linger(stream, guard)
+}
+
+/// Answers one parsed request. Returns whether the connection stays open.
+fn exchange(
+    conn: &mut Conn,
+    head: RequestHead,
+    shared: &Shared,
+    others_waiting: &dyn Fn() -> bool,
+) -> io::Result<bool> {
+    let start = Instant::now();
+    let limits = &shared.config.limits;
+    conn.requests += 1;
+    shared.requests.fetch_add(1, Ordering::Relaxed);
+
+    // RFC 9112 §6.3: a body we will not use must still be consumed, or it would be read as
+    // the next request. A small one already buffered is skipped; otherwise we close after
+    // answering, which is always allowed.
+    let mut body_left = false;
+    if head.framing != BodyFraming::None {
+        match BodyDiscarder::new(head.framing, MAX_DISCARD_BODY) {
+            Ok(mut d) => match d.feed(&conn.buf) {
+                Ok((n, done)) => {
+                    conn.consume(n);
+                    body_left = !done;
+                }
+                Err(_) => body_left = true,
+            },
+            Err(_) => body_left = true,
+        }
+    }
+
+    let keep_alive = head.keep_alive
+        && !body_left
+        && conn.requests < limits.max_requests
+        && !shared.shutdown.is_triggered()
+        && !(others_waiting()
+            && shared.busy_workers.load(Ordering::Relaxed) >= shared.config.workers);
+
+    let (status, bytes, keep) = respond(conn, &head, keep_alive, shared)?;
+    access_log(conn.peer, &request_line(&head), status, bytes, start);
+    conn.idle_since = Instant::now();
+    conn.head_deadline = if conn.buf.is_empty() {
+        None
+    } else {
+        Some(conn.idle_since + limits.head_timeout)
+    };
+    conn.unread_input |= body_left;
+    Ok(keep)
+}
+
+/// The `Connection` field value for a response (RFC 9112 §9.6): `close` whenever we will
+/// close; `keep-alive` for an HTTP/1.0 client that asked for it.
+fn connection_value(version: Version, keep: bool) -> Option<&'static str> {
+    match (keep, version) {
+        (false, _) => Some("close"),
+        (true, Version::Http10) => Some("keep-alive"),
+        (true, Version::Http11) => None,
+    }
+}
+
+/// Writes the response to `head`. Returns (status, body bytes sent, connection kept).
+fn respond(
+    conn: &mut Conn,
+    head: &RequestHead,
+    keep: bool,
+    shared: &Shared,
+) -> io::Result<(Status, u64, bool)> {
+    let head_only = head.method == Method::Head;
+    match head.method {
+        Method::Get | Method::Head => {}
+        Method::Options => {
+            // RFC 9110 §9.3.7: OPTIONS (on a path or `*`) lists what we allow; 204 has no
+            // Content-Length (RFC 9110 §8.6).
+            let mut h = Head::new(Status::NoContent);
+            h.header("Allow", ALLOW);
+            if let Some(c) = connection_value(head.version, keep) {
+                h.header("Connection", c);
+            }
+            conn.write_all(&h.finish())?;
+            return Ok((Status::NoContent, 0, keep));
+        }
+        _ => return send_error(conn, head, HttpError::MethodNotAllowed, keep),
+    }
+    let opts = ResolveOptions {
+        hidden: shared.config.hidden,
+    };
+    match resolve::resolve(
+        &shared.config.root,
+        &head.path,
+        head.query.as_deref(),
+        &opts,
+    ) {
+        Ok(Resolved::File(mut file)) => {
+            let mut h = Head::new(Status::Ok);
+            h.header("Content-Type", crate::mime::content_type(&file.path))
+                .header("Content-Length", file.len);
+            if let Some(modified) = file.modified {
+                h.header("Last-Modified", crate::http_date::format(modified));
+            }
+            h.header("X-Content-Type-Options", "nosniff");
+            if let Some(c) = connection_value(head.version, keep) {
+                h.header("Connection", c);
+            }
+            conn.set_nonblocking(false)?;
+            let sent = response::send_file(
+                &mut conn.stream,
+                h.finish(),
+                &mut file.file,
+                file.len,
+                head_only,
+            )?;
+            Ok((Status::Ok, sent, keep))
+        }
+        Ok(Resolved::Redirect(location)) => {
+            let status = Status::MovedPermanently;
+            let (bytes, body) = response::status_response(
+                status,
+                head_only,
+                connection_value(head.version, keep),
+                &[("Location", &location)],
+            );
+            conn.write_all(&bytes)?;
+            Ok((status, body, keep))
+        }
+        Err(e) => send_error(conn, head, e, keep),
+    }
+}
+
+fn send_error(
+    conn: &mut Conn,
+    head: &RequestHead,
+    err: HttpError,
+    keep: bool,
+) -> io::Result<(Status, u64, bool)> {
+    let status = err.status();
+    if status == Status::InternalServerError {
+        log::error!("{}: internal error serving {:?}", conn.peer, head.target);
+    }
+    let keep = keep && !err.closes_connection();
+    let head_only = head.method == Method::Head;
+    let allow: &[(&str, &str)] = if status == Status::MethodNotAllowed {
+        &[("Allow", ALLOW)]
+    } else {
+        &[]
+    };
+    let (bytes, body) = response::status_response(
+        status,
+        head_only,
+        connection_value(head.version, keep),
+        allow,
+    );
+    conn.write_all(&bytes)?;
+    Ok((status, body, keep))
+}
+
+fn request_line(head: &RequestHead) -> String {
+    let version = match head.version {
+        Version::Http10 => "HTTP/1.0",
+        Version::Http11 => "HTTP/1.1",
+    };
+    format!("{} {} {version}", head.method.as_str(), head.target)
+}
+
+/// One line per request at `info`, under the `poolserve::access` target so that
+/// `RUST_LOG=poolserve::access=off` silences it alone. The parser has already refused control
+/// bytes in the request line, so it is logged as is.
+fn access_log(peer: SocketAddr, line: &str, status: Status, bytes: u64, start: Instant) {
+    log::info!(
+        target: "poolserve::access",
+        "{peer} \"{line}\" {} {bytes} {:.3}ms",
+        status.code(),
+        start.elapsed().as_secs_f64() * 1000.0
+    );
+}
+
+/// The keeper's verdict on a connection whose deadline passed while parked: a partial head
+/// gets 408 (RFC 9110 §15.5.9) and a lingering close; a fresh or idle connection is closed
+/// quietly, as nginx does for keep-alive. The socket is non-blocking here (it was parked after
+/// a read that would block), so the keeper never waits on this write: a client that does not
+/// even read 200 bytes loses its 408.
+pub(crate) fn expire(conn: Conn) -> Option<(TcpStream, OpenGuard)> {
+    if conn.waiting() != Waiting::Head {
+        return None;
+    }
+    let start = Instant::now();
+    let status = HttpError::HeadTimeout.status();
+    let (bytes, _) = response::status_response(status, false, Some("close"), &[]);
+    let written = (&conn.stream).write(&bytes).unwrap_or(0);
+    access_log(conn.peer, "-", status, 0, start);
+    let _ = conn.stream.shutdown(Half::Write);
+    (written == bytes.len()).then(|| conn.into_linger())
+}

@@ -1,0 +1,62 @@
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+//! poolserve: a static-file HTTP/1.1 server built on a fixed pool of blocking workers that
+//! cannot be starved.
+//!
+//! ```text
+//!  acceptor (calling thread)                         keeper thread (one mio Poll)
+//!  accept() ──▶ try_send ──▶ [ bounded queue ] ◀── ready again ── parked connections
+//!      │ full → canned 503 + close     │                              ▲ (idle, silent, partial
+//!      ▼                               ▼                              │  head, lingering close)
+//!                           N workers built at start ─── park when no bytes are ready
+//! ```
+//!
+//! A worker serves every complete request it has, tries one read that does not wait, and
+//! parks the connection with the keeper as soon as no bytes are ready; so a few hundred
+//! idle, silent or slowloris connections cost keeper entries, never workers. Connections
+//! coming back from the keeper carry a request, so workers take them before new ones and they
+//! are never answered 503. SIGINT/SIGTERM (or [`ServerHandle::shutdown`]) stop accepting,
+//! close idle connections, finish in-flight and queued requests byte-exact with
+//! `Connection: close`, and return within the shutdown timeout.
+//!
+//! # Layout
+//! Pure, socket-free and table-tested: [`request`] (head parser), [`body`] (discarding unused
+//! bodies), [`resolve`] (URL path → file, safely), [`mime`], [`http_date`], [`config`]
+//! (limits and CLI). Sockets: `connection` (one connection while a worker holds it) and
+//! `keeper` (parked connections). Threads: `server` (acceptor, drain), `pool` (workers),
+//! `keeper` and [`shutdown`]. Errors: [`error`], where one `match` maps request errors to
+//! statuses. Wire format: [`response`].
+//!
+//! # Embedding
+//! ```
+//! use poolserve::{Config, Server};
+//!
+//! let root = std::env::temp_dir().join(format!("poolserve-doc-{}", std::process::id()));
+//! std::fs::create_dir_all(&root).unwrap();
+//! std::fs::write(root.join("index.html"), "hi").unwrap();
+//! let config = Config { root: root.clone(), addr: "127.0.0.1:0".parse().unwrap(), ..Config::default() };
+//! let running = Server::bind(config).unwrap().spawn().unwrap();
+//! println!("serving on http://{}/", running.local_addr());
+//! running.stop().unwrap(); // drains, then returns
+//! # std::fs::remove_dir_all(root).unwrap();
+//! ```
+
+pub mod body;
+pub mod config;
+mod connection;
+pub mod error;
+pub mod http_date;
+mod keeper;
+pub mod mime;
+mod pool;
+pub mod request;
+pub mod resolve;
+pub mod response;
+mod server;
+pub mod shutdown;
+mod state;
+
+pub use config::{CliAction, Config, Limits};
+pub use error::{ConfigError, Error, HttpError};
+pub use server::{Running, Server, ServerHandle};
+pub use shutdown::Shutdown;

@@ -1,0 +1,244 @@
+//! Responses on the wire: the closed set of statuses we send ([`Status`]), the response head
+//! builder, file bodies, generated error pages and the canned 503 of the acceptor.
+//!
+//! This module never sees an `HttpError`: `connection.rs` maps errors to a status first. It
+//! always writes CRLF line endings (RFC 9112 §2.2).
+
+/// Every status poolserve sends, with its code and reason phrase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// 100 Continue
+    Continue,
+    /// 200 OK
+    Ok,
+    /// 204 No Content
+    NoContent,
+    /// 206 Partial Content
+    PartialContent,
+    /// 301 Moved Permanently
+    MovedPermanently,
+    /// 304 Not Modified
+    NotModified,
+    /// 400 Bad Request
+    BadRequest,
+    /// 403 Forbidden
+    Forbidden,
+    /// 404 Not Found
+    NotFound,
+    /// 405 Method Not Allowed
+    MethodNotAllowed,
+    /// 408 Request Timeout
+    RequestTimeout,
+    /// 412 Precondition Failed
+    PreconditionFailed,
+    /// 413 Content Too Large
+    PayloadTooLarge,
+    /// 414 URI Too Long
+    UriTooLong,
+    /// 416 Range Not Satisfiable
+    RangeNotSatisfiable,
+    /// 417 Expectation Failed
+    ExpectationFailed,
+    /// 431 Request Header Fields Too Large
+    HeaderFieldsTooLarge,
+    /// 500 Internal Server Error
+    InternalServerError,
+    /// 501 Not Implemented
+    NotImplemented,
+    /// 503 Service Unavailable
+    ServiceUnavailable,
+    /// 505 HTTP Version Not Supported
+    VersionNotSupported,
+}
+
+impl Status {
+    /// The numeric code.
+    pub fn code(self) -> u16 {
+        match self {
+            Status::Continue => 100,
+            Status::Ok => 200,
+            Status::NoContent => 204,
+            Status::PartialContent => 206,
+            Status::MovedPermanently => 301,
+            Status::NotModified => 304,
+            Status::BadRequest => 400,
+            Status::Forbidden => 403,
+            Status::NotFound => 404,
+            Status::MethodNotAllowed => 405,
+            Status::RequestTimeout => 408,
+            Status::PreconditionFailed => 412,
+            Status::PayloadTooLarge => 413,
+            Status::UriTooLong => 414,
+            Status::RangeNotSatisfiable => 416,
+            Status::ExpectationFailed => 417,
+            Status::HeaderFieldsTooLarge => 431,
+            Status::InternalServerError => 500,
+            Status::NotImplemented => 501,
+            Status::ServiceUnavailable => 503,
+            Status::VersionNotSupported => 505,
+        }
+    }
+
+    /// The reason phrase (RFC 9110 §15).
+    pub fn reason(self) -> &'static str {
+        match self {
+            Status::Continue => "Continue",
+            Status::Ok => "OK",
+            Status::NoContent => "No Content",
+            Status::PartialContent => "Partial Content",
+            Status::MovedPermanently => "Moved Permanently",
+            Status::NotModified => "Not Modified",
+            Status::BadRequest => "Bad Request",
+            Status::Forbidden => "Forbidden",
+            Status::NotFound => "Not Found",
+            Status::MethodNotAllowed => "Method Not Allowed",
+            Status::RequestTimeout => "Request Timeout",
+            Status::PreconditionFailed => "Precondition Failed",
+            Status::PayloadTooLarge => "Content Too Large",
+            Status::UriTooLong => "URI Too Long",
+            Status::RangeNotSatisfiable => "Range Not Satisfiable",
+            Status::ExpectationFailed => "Expectation Failed",
+            Status::HeaderFieldsTooLarge => "Request Header Fields Too Large",
+            Status::InternalServerError => "Internal Server Error",
+            Status::NotImplemented => "Not Implemented",
+            Status::ServiceUnavailable => "Service Unavailable",
+            Status::VersionNotSupported => "HTTP Version Not Supported",
+        }
+    }
+}
+
+use std::fmt::Write as _;
+use std::fs::File;
+use std::io::{self, Read, Write};
+
+/// The `Server` header value.
+pub const SERVER: &str = concat!("poolserve/", env!("CARGO_PKG_VERSION"));
+
+/// Methods a read-only server allows (RFC 9110 §10.2.1 `Allow`), sent with 405 and OPTIONS.
+pub const ALLOW: &str = "GET, HEAD, OPTIONS";
+
+/// Files up to this size are read into the response buffer and sent with the head in one
+/// `write`: one syscall instead of a write plus a sendfile, and one packet for small assets.
+pub const INLINE_BODY_MAX: u64 = 16 * 1024;
+
+/// The acceptor's answer when the queue is full: no Date (RFC 9110 §6.6.1 lets a 5xx omit
+/// it) so that it is a constant, written without formatting by the thread that must not wait.
+pub const OVERLOADED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+Server: poolserve\r\n\
+Retry-After: 1\r\n\
+Connection: close\r\n\
+Content-Type: text/plain; charset=utf-8\r\n\
+Content-Length: 31\r\n\
+\r\n\
+server busy, retry in a second\n";
+
+/// A response head under construction. Always starts with the status line, `Date` and
+/// `Server`; [`Head::finish`] adds the blank line.
+#[derive(Debug)]
+pub struct Head {
+    buf: Vec<u8>,
+}
+
+impl Head {
+    /// Starts a head; we always answer as HTTP/1.1, our highest version (RFC 9110 §2.5).
+    pub fn new(status: Status) -> Head {
+        let mut buf = Vec::with_capacity(512);
+        let _ = write!(
+            buf,
+            "HTTP/1.1 {} {}\r\nServer: {SERVER}\r\nDate: ",
+            status.code(),
+            status.reason()
+        );
+        crate::http_date::now_into(&mut buf);
+        buf.extend_from_slice(b"\r\n");
+        Head { buf }
+    }
+
+    /// Adds one field. Values come from us, never unchecked from the client.
+    pub fn header(&mut self, name: &str, value: impl std::fmt::Display) -> &mut Head {
+        let _ = write!(self.buf, "{name}: {value}\r\n");
+        self
+    }
+
+    /// Ends the head and returns its bytes (with room left for an inline body).
+    pub fn finish(mut self) -> Vec<u8> {
+        self.buf.extend_from_slice(b"\r\n");
+        self.buf
+    }
+}
+
+/// A small HTML page for an error or redirect status. Nothing the client sent appears in it.
+pub fn status_page(status: Status) -> String {
+    let mut page = String::with_capacity(256);
+    let _ = write!(
+        page,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{code} {reason}</title></head>\n\
+<body><h1>{code} {reason}</h1><hr><p>{SERVER}</p></body></html>\n",
+        code = status.code(),
+        reason = status.reason()
+    );
+    page
+}
+
+/// Writes `head` followed by `len` bytes of `file` from its current position (unless
+/// `head_only`). Small bodies go out with the head in one write; larger ones are copied with
+/// `io::copy`, which std turns into sendfile(2) on Linux. Returns body bytes sent.
+pub fn send_file(
+    out: &mut impl Write,
+    mut head: Vec<u8>,
+    file: &mut File,
+    len: u64,
+    head_only: bool,
+) -> io::Result<u64> {
+    if head_only || len == 0 {
+        out.write_all(&head)?;
+        return Ok(0);
+    }
+    if len <= INLINE_BODY_MAX {
+        let start = head.len();
+        head.resize(start + len as usize, 0);
+        file.read_exact(&mut head[start..])?;
+        out.write_all(&head)?;
+        return Ok(len);
+    }
+    out.write_all(&head)?;
+    // `&File` (not `&mut File`) is what std's sendfile specialization recognizes.
+    let sent = io::copy(&mut (&*file).take(len), out)?;
+    if sent != len {
+        // The file shrank under us: the Content-Length already promised is now a lie, so the
+        // connection must end here rather than frame the next response wrongly.
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "file shrank while sending",
+        ));
+    }
+    Ok(sent)
+}
+
+/// A complete response for a status with the generated HTML page as body (`head_only` for
+/// HEAD: same headers, no body). `connection` is the `Connection` value to send, if any;
+/// `extra` adds fields such as `Allow` or `Location`. Returns the bytes and the body length
+/// sent (0 for HEAD).
+pub fn status_response(
+    status: Status,
+    head_only: bool,
+    connection: Option<&str>,
+    extra: &[(&str, &str)],
+) -> (Vec<u8>, u64) {
+    let page = status_page(status);
+    let mut head = Head::new(status);
+    head.header("Content-Type", "text/html; charset=utf-8")
+        .header("Content-Length", page.len());
+    for (name, value) in extra {
+        head.header(name, value);
+    }
+    if let Some(c) = connection {
+        head.header("Connection", c);
+    }
+    let mut bytes = head.finish();
+    if head_only {
+        return (bytes, 0);
+    }
+    bytes.extend_from_slice(page.as_bytes());
+    (bytes, page.len() as u64)
+}

@@ -1,0 +1,366 @@
+//! The server: binding, the accept loop on the calling thread, and the drain.
+//!
+//! [`Server::bind`] checks the root and binds (so errors come before any thread exists).
+//! [`Server::run`] builds the keeper and the N workers, then accepts on the calling thread
+//! (the main thread in the binary) until the stop token fires. Each accepted socket goes on
+//! the bounded queue with `try_send`; when the queue is full (or the connection limit is
+//! reached) the acceptor writes the canned 503 without waiting and moves on. It waits for the
+//! listener in a `mio::Poll` so that a stop wakes it at once, without the self-connect trick.
+//!
+//! The drain: stop accepting and drop the listener (new connections are refused), let the
+//! keeper close idle connections, let workers finish what they hold and what is queued (with
+//! `Connection: close`), and wait for every thread up to the shutdown timeout.
+
+use std::io::{self, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Sender, TrySendError};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use crate::config::{Config, ACCEPT_BACKOFF_MAX};
+use crate::connection::Conn;
+use crate::error::Error;
+use crate::keeper::{self, KeeperHandle, Parcel};
+use crate::pool::{self, Queues};
+use crate::response::OVERLOADED;
+use crate::shutdown::Shutdown;
+use crate::state::{OpenGuard, Shared};
+
+const LISTENER: Token = Token(0);
+const WAKE: Token = Token(1);
+/// First pause after a failed `accept()`; doubles up to [`ACCEPT_BACKOFF_MAX`].
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
+/// At most one warning per this interval for repeated accept errors and load shedding.
+const WARN_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A bound server, not yet running.
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+}
+
+/// A cloneable handle to stop a server and learn its address, from any thread.
+#[derive(Clone, Debug)]
+pub struct ServerHandle {
+    shutdown: Shutdown,
+    addr: SocketAddr,
+}
+
+impl ServerHandle {
+    /// Starts the graceful drain (idempotent).
+    pub fn shutdown(&self) {
+        self.shutdown.trigger();
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The stop token, e.g. for [`crate::shutdown::on_signals`].
+    pub fn shutdown_token(&self) -> Shutdown {
+        self.shutdown.clone()
+    }
+}
+
+/// A server running on a background thread (tests, examples, embedding). Dropping it stops
+/// the server and waits for the drain.
+#[derive(Debug)]
+pub struct Running {
+    handle: ServerHandle,
+    thread: Option<JoinHandle<Result<(), Error>>>,
+}
+
+impl Running {
+    /// The handle of the running server.
+    pub fn handle(&self) -> &ServerHandle {
+        &self.handle
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.handle.addr
+    }
+
+    /// Stops the server and waits for the drain to finish; returns what `run` returned.
+    pub fn stop(mut self) -> Result<(), Error> {
+        self.stop_and_join()
+    }
+
+    fn stop_and_join(&mut self) -> Result<(), Error> {
+        self.handle.shutdown();
+        match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err(Error::Io {
+                context: "server thread panicked",
+                source: io::Error::other("panic"),
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.stop_and_join();
+    }
+}
+
+impl Server {
+    /// Validates the root and binds the address. Nothing runs yet.
+    pub fn bind(mut config: Config) -> Result<Server, Error> {
+        let root_err = |reason: String| Error::Root {
+            path: config.root.clone(),
+            reason,
+        };
+        let root = config
+            .root
+            .canonicalize()
+            .map_err(|e| root_err(e.to_string().to_lowercase()))?;
+        if !root.is_dir() {
+            return Err(root_err("not a directory".into()));
+        }
+        config.root = root;
+        config.workers = config.workers.max(1);
+        config.queue = config.queue.max(1);
+        let listener = TcpListener::bind(config.addr).map_err(|source| Error::Bind {
+            addr: config.addr,
+            source,
+        })?;
+        let io_err = |context| move |source| Error::Io { context, source };
+        let addr = listener
+            .local_addr()
+            .map_err(io_err("reading the bound address"))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(io_err("configuring the listener"))?;
+        Ok(Server {
+            listener,
+            addr,
+            shared: Shared::new(config, Shutdown::new()),
+        })
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The configuration in force (root canonicalized).
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    /// A handle to stop the server from another thread.
+    pub fn handle(&self) -> ServerHandle {
+        ServerHandle {
+            shutdown: self.shared.shutdown.clone(),
+            addr: self.addr,
+        }
+    }
+
+    /// Runs on a new thread named `acceptor` and returns at once.
+    pub fn spawn(self) -> Result<Running, Error> {
+        let handle = self.handle();
+        let thread = std::thread::Builder::new()
+            .name("acceptor".into())
+            .spawn(move || self.run())
+            .map_err(|source| Error::Io {
+                context: "starting the acceptor thread",
+                source,
+            })?;
+        Ok(Running {
+            handle,
+            thread: Some(thread),
+        })
+    }
+
+    /// Serves until the stop token fires, then drains. `Err` if threads could not start or
+    /// the drain outlived the shutdown timeout.
+    pub fn run(self) -> Result<(), Error> {
+        let Server {
+            listener,
+            addr,
+            shared,
+        } = self;
+        let io_err = |context| move |source| Error::Io { context, source };
+        let workers = shared.config.workers;
+        let (new_tx, new_rx) = crossbeam_channel::bounded::<Conn>(shared.config.queue);
+        let (ready_tx, ready_rx) = crossbeam_channel::unbounded();
+        let (done_tx, done_rx) = crossbeam_channel::unbounded();
+        let (keeper, _keeper_thread) =
+            keeper::start(Arc::clone(&shared), ready_tx.clone(), done_tx.clone())
+                .map_err(io_err("starting the keeper"))?;
+        let queues = Queues {
+            new: new_rx,
+            ready: ready_rx,
+            requeue: ready_tx,
+            keeper: keeper.clone(),
+        };
+        let started = pool::start(&shared, queues, done_tx);
+        if let Err(source) = started {
+            shared.shutdown.trigger();
+            return Err(Error::Io {
+                context: "starting the workers",
+                source,
+            });
+        }
+        log::debug!(
+            "listening on http://{addr}/ (root {}, {workers} workers, queue {})",
+            shared.config.root.display(),
+            shared.config.queue
+        );
+
+        let accepted = accept_loop(&listener, &new_tx, &keeper, &shared);
+        drop(listener);
+        drop(new_tx);
+        shared.shutdown.trigger();
+        if let Err(e) = accepted {
+            log::error!("accept loop failed: {e}");
+        }
+        let open = shared.open();
+        log::info!("shutting down: stopped accepting, draining {open} open connection(s)");
+
+        let start = shared.shutdown.triggered_at().unwrap_or_else(Instant::now);
+        let deadline = start + shared.config.limits.shutdown_timeout;
+        for _ in 0..workers + 1 {
+            if done_rx.recv_deadline(deadline).is_err() {
+                let remaining = shared.open();
+                log::warn!(
+                    "shutdown timeout: {remaining} connection(s) still open, giving up on them"
+                );
+                return Err(Error::ShutdownTimeout { remaining });
+            }
+        }
+        log::info!(
+            "drained {open} connection(s) in {} ms ({} request(s) answered since start, {} shed)",
+            start.elapsed().as_millis(),
+            shared.requests.load(Ordering::Relaxed),
+            shared.shed.load(Ordering::Relaxed)
+        );
+        Ok(())
+    }
+}
+
+/// Accepts until the stop token fires. Errors from `accept()` (EMFILE, ENFILE, ENOBUFS...)
+/// are logged at most once a second and answered with a growing pause, never a spin and
+/// never an exit: the server keeps serving the connections it has.
+fn accept_loop(
+    listener: &TcpListener,
+    queue: &Sender<Conn>,
+    keeper: &KeeperHandle,
+    shared: &Arc<Shared>,
+) -> io::Result<()> {
+    let mut poll = Poll::new()?;
+    let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
+    shared.shutdown.add_waker(waker);
+    let fd = listener.as_raw_fd();
+    poll.registry()
+        .register(&mut SourceFd(&fd), LISTENER, Interest::READABLE)?;
+    let mut events = Events::with_capacity(64);
+    let mut backoff: Option<Duration> = None;
+    let mut warn = RateLimit::default();
+    while !shared.shutdown.is_triggered() {
+        if let Err(e) = poll.poll(&mut events, backoff) {
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+        // The listener is edge-triggered: accept until it would block (or fails, in which
+        // case we retry after the backoff without waiting for a new edge).
+        backoff = loop {
+            if shared.shutdown.is_triggered() {
+                break None;
+            }
+            match listener.accept() {
+                Ok((stream, peer)) => dispatch(stream, peer, queue, keeper, shared, &mut warn),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break None,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
+                    ) => {}
+                Err(e) => {
+                    let next =
+                        backoff.map_or(ACCEPT_BACKOFF_MIN, |b| (b * 2).min(ACCEPT_BACKOFF_MAX));
+                    warn.warn(|n| {
+                        log::warn!(
+                            "accept failed ({n} time(s)): {e}; pausing {} ms",
+                            next.as_millis()
+                        )
+                    });
+                    break Some(next);
+                }
+            }
+        };
+    }
+    let _ = poll.registry().deregister(&mut SourceFd(&fd));
+    Ok(())
+}
+
+/// Queues a new connection, or sheds it with the canned 503.
+fn dispatch(
+    stream: TcpStream,
+    peer: SocketAddr,
+    queue: &Sender<Conn>,
+    keeper: &KeeperHandle,
+    shared: &Arc<Shared>,
+    warn: &mut RateLimit,
+) {
+    let over_limit = shared.open() >= shared.config.limits.max_connections;
+    let conn = match Conn::new(stream, peer, shared) {
+        Ok(conn) => conn,
+        Err(e) => return log::debug!("{peer}: cannot set up the socket: {e}"),
+    };
+    let conn = if over_limit {
+        conn
+    } else {
+        match queue.try_send(conn) {
+            Ok(()) => return,
+            Err(TrySendError::Full(conn)) | Err(TrySendError::Disconnected(conn)) => conn,
+        }
+    };
+    let shed = shared.shed.fetch_add(1, Ordering::Relaxed) + 1;
+    warn.warn(|n| log::warn!("overloaded: answered 503 to {n} connection(s) ({shed} since start)"));
+    let (stream, open) = conn.into_linger();
+    shed_with_503(stream, open, keeper);
+}
+
+/// Writes the canned 503 without ever waiting (the socket is non-blocking and its send buffer
+/// is empty, so 200 bytes fit), then lets the keeper linger so the client reads it.
+fn shed_with_503(stream: TcpStream, open: OpenGuard, keeper: &KeeperHandle) {
+    if stream.set_nonblocking(true).is_err() {
+        return;
+    }
+    if (&stream).write_all(OVERLOADED).is_err() {
+        return;
+    }
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    keeper.send(Parcel::Linger(stream, open));
+}
+
+/// Logs at most once per [`WARN_INTERVAL`], with how many events it stands for.
+#[derive(Default)]
+struct RateLimit {
+    last: Option<Instant>,
+    count: u64,
+}
+
+impl RateLimit {
+    fn warn(&mut self, log: impl FnOnce(u64)) {
+        self.count += 1;
+        if self.last.is_none_or(|t| t.elapsed() >= WARN_INTERVAL) {
+            log(self.count);
+            self.count = 0;
+            self.last = Some(Instant::now());
+        }
+    }
+}

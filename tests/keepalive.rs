@@ -1,0 +1,224 @@
+//! Keep-alive, HTTP/1.0, `Connection: close`, pipelining, fragmented requests, and the limits
+//! and deadlines on a request head.
+
+mod support;
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use support::{is_closed, read_response, TestDir, TestServer};
+
+fn site() -> TestDir {
+    let d = TestDir::new();
+    d.file("index.html", "home\n");
+    d.file("a.txt", "aaa\n");
+    d
+}
+
+#[test]
+fn http11_keeps_the_connection_open_by_default() {
+    let d = site();
+    let srv = TestServer::start(&d.path);
+    let mut s = srv.connect();
+    for _ in 0..5 {
+        s.write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        let r = read_response(&mut s, false).unwrap();
+        assert_eq!((r.status, r.text().as_str()), (200, "aaa\n"));
+        assert_eq!(r.header("Connection"), None);
+    }
+}
+
+#[test]
+fn http10_closes_unless_it_asks_for_keep_alive() {
+    let d = site();
+    let srv = TestServer::start(&d.path);
+    let mut s = srv.connect();
+    s.write_all(b"GET /a.txt HTTP/1.0\r\n\r\n").unwrap();
+    let r = read_response(&mut s, false).unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("Connection"), Some("close"));
+    assert!(is_closed(&mut s));
+
+    let mut s = srv.connect();
+    for _ in 0..2 {
+        s.write_all(b"GET /a.txt HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            .unwrap();
+        let r = read_response(&mut s, false).unwrap();
+        assert_eq!(r.header("Connection"), Some("keep-alive"));
+    }
+}
+
+#[test]
+fn connection_close_is_honoured_and_echoed() {
+    let d = site();
+    let srv = TestServer::start(&d.path);
+    let mut s = srv.connect();
+    s.write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let r = read_response(&mut s, false).unwrap();
+    assert_eq!(r.header("Connection"), Some("close"));
+    assert!(is_closed(&mut s));
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let d = site();
+    let srv = TestServer::start(&d.path);
+    let mut s = srv.connect();
+    let batch = "GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n\
+                 HEAD /index.html HTTP/1.1\r\nHost: t\r\n\r\n\
+                 GET /missing HTTP/1.1\r\nHost: t\r\n\r\n\
+                 DELETE /a.txt HTTP/1.1\r\nHost: t\r\n\r\n\
+                 GET /index.html HTTP/1.1\r\nHost: t\r\n\r\n";
+    s.write_all(batch.as_bytes()).unwrap();
+    let expected = [
+        (200, false, "aaa\n"),
+        (200, true, ""),
+        (404, false, ""),
+        (405, false, ""),
+        (200, false, "home\n"),
+    ];
+    for (status, head, body) in expected {
+        let r = read_response(&mut s, head).unwrap();
+        assert_eq!(r.status, status);
+        if !body.is_empty() {
+            assert_eq!(r.text(), body);
+        }
+    }
+}
+
+#[test]
+fn a_request_sent_one_byte_at_a_time_is_served() {
+    let d = site();
+    let srv = TestServer::start(&d.path);
+    let mut s = srv.connect();
+    s.set_nodelay(true).unwrap();
+    for b in b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n" {
+        s.write_all(&[*b]).unwrap();
+        s.flush().unwrap();
+    }
+    let r = read_response(&mut s, false).unwrap();
+    assert_eq!((r.status, r.text().as_str()), (200, "aaa\n"));
+}
+
+#[test]
+fn a_half_closed_client_still_gets_its_response() {
+    let d = site();
+    let srv = TestServer::start(&d.path);
+    let mut s = srv.connect();
+    s.write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let r = read_response(&mut s, false).unwrap();
+    assert_eq!((r.status, r.text().as_str()), (200, "aaa\n"));
+}
+
+#[test]
+fn idle_keep_alive_connections_are_closed_after_the_timeout() {
+    let d = site();
+    let mut c = support::config(&d.path);
+    c.limits.keep_alive_timeout = Duration::from_millis(300);
+    let srv = TestServer::with_config(c);
+    let mut s = srv.connect();
+    s.write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    read_response(&mut s, false).unwrap();
+    let t = Instant::now();
+    assert!(is_closed(&mut s));
+    assert!(
+        t.elapsed() >= Duration::from_millis(250),
+        "closed too early: {:?}",
+        t.elapsed()
+    );
+}
+
+#[test]
+fn a_slow_head_gets_408_at_the_deadline_over_the_whole_head() {
+    let d = site();
+    let mut c = support::config(&d.path);
+    c.limits.head_timeout = Duration::from_millis(600);
+    let srv = TestServer::with_config(c);
+    let mut s = srv.connect();
+    let t = Instant::now();
+    // Keep trickling: a per-read timeout would never fire; the head deadline must.
+    let mut got = Vec::new();
+    for line in [
+        "GET /a.txt HTTP/1.1\r\n",
+        "Host: t\r\n",
+        "X-A: 1\r\n",
+        "X-B: 2\r\n",
+        "X-C: 3\r\n",
+    ] {
+        if s.write_all(line.as_bytes()).is_err() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    use std::io::Read;
+    let _ = s.read_to_end(&mut got);
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 408 "), "{text}");
+    assert!(text.contains("Connection: close"));
+    assert!(t.elapsed() < Duration::from_secs(3));
+}
+
+#[test]
+fn oversized_request_lines_and_heads_are_refused() {
+    let d = site();
+    let srv = TestServer::start(&d.path);
+    let long_target = format!("/{}", "a".repeat(9000));
+    let r = srv.request(&format!("GET {long_target} HTTP/1.1\r\nHost: t\r\n\r\n"));
+    assert_eq!(r.status, 414);
+    let big_header = format!("X-Big: {}\r\n", "b".repeat(4000));
+    let r = srv.request(&format!(
+        "GET / HTTP/1.1\r\nHost: t\r\n{}\r\n",
+        big_header.repeat(5)
+    ));
+    assert_eq!(r.status, 431);
+    let many: String = (0..150).map(|i| format!("X-{i}: v\r\n")).collect();
+    let r = srv.request(&format!("GET / HTTP/1.1\r\nHost: t\r\n{many}\r\n"));
+    assert_eq!(r.status, 431);
+    assert_eq!(r.header("Connection"), Some("close"));
+}
+
+#[test]
+fn the_request_cap_closes_the_connection() {
+    let d = site();
+    let mut c = support::config(&d.path);
+    c.limits.max_requests = 3;
+    let srv = TestServer::with_config(c);
+    let mut s = srv.connect();
+    for i in 1..=3 {
+        s.write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        let r = read_response(&mut s, false).unwrap();
+        assert_eq!(
+            r.header("Connection"),
+            if i < 3 { None } else { Some("close") },
+            "request {i}"
+        );
+    }
+    assert!(is_closed(&mut s));
+}
+
+#[test]
+fn malformed_requests_get_400_and_close() {
+    let d = site();
+    let srv = TestServer::start(&d.path);
+    for raw in [
+        "GARBAGE\r\n\r\n",
+        "GET / HTTP/1.1\r\n\r\n",
+        "get / HTTP/1.1\r\nHost: t\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost : t\r\n\r\n",
+    ] {
+        let mut s = srv.connect();
+        s.write_all(raw.as_bytes()).unwrap();
+        let r = read_response(&mut s, false).unwrap();
+        assert_eq!(r.status, 400, "{raw:?}");
+        assert_eq!(r.header("Connection"), Some("close"));
+        assert!(is_closed(&mut s), "{raw:?}");
+    }
+    let r = srv.request("GET / HTTP/2.0\r\nHost: t\r\n\r\n");
+    assert_eq!(r.status, 505);
+}

@@ -1,0 +1,130 @@
+//! The pool's promises: silent and idle connections cost no worker, a full queue sheds with
+//! 503 at once, and a stop drains in-flight work byte-exact.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use support::{is_closed, read_response, TestDir, TestServer};
+
+#[test]
+fn silent_and_idle_connections_do_not_starve_the_workers() {
+    let d = TestDir::new();
+    d.file("a.txt", "aaa\n");
+    let srv = TestServer::start(&d.path); // 4 workers
+    let silent: Vec<TcpStream> = (0..100).map(|_| srv.connect()).collect();
+    let mut idle = Vec::new();
+    for _ in 0..100 {
+        let mut s = srv.connect();
+        s.write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        assert_eq!(read_response(&mut s, false).unwrap().status, 200);
+        idle.push(s);
+    }
+    let t = Instant::now();
+    let r = srv.get("/a.txt");
+    assert_eq!(r.status, 200);
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "fresh GET took {:?}",
+        t.elapsed()
+    );
+    drop((silent, idle));
+}
+
+/// A worker blocked on a client that does not read (one worker, queue of one) makes the
+/// third connection overflow the queue: it must get the canned 503 at once.
+#[test]
+fn a_full_queue_answers_503_with_retry_after_at_once() {
+    let d = TestDir::new();
+    d.file("big.bin", vec![7u8; 64 << 20]);
+    d.file("a.txt", "aaa\n");
+    let mut c = support::config(&d.path);
+    c.workers = 1;
+    c.queue = 1;
+    let srv = TestServer::with_config(c);
+
+    // A: takes the only worker, which blocks writing 64 MiB to a client that does not read.
+    let mut a = srv.connect();
+    a.write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let mut first = [0u8; 12];
+    a.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200");
+
+    // B fills the queue; C overflows it.
+    let mut b = srv.connect();
+    b.write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100)); // let the acceptor queue B first
+    let t = Instant::now();
+    let mut c = srv.connect();
+    let r = read_response(&mut c, false).unwrap();
+    assert_eq!(r.status, 503);
+    assert_eq!(r.header("Retry-After"), Some("1"));
+    assert_eq!(r.header("Connection"), Some("close"));
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "503 took {:?}",
+        t.elapsed()
+    );
+    assert!(is_closed(&mut c));
+
+    // Releasing A lets the worker serve B, which was queued, not dropped.
+    drop(a);
+    let r = read_response(&mut b, false).unwrap();
+    assert_eq!((r.status, r.text().as_str()), (200, "aaa\n"));
+}
+
+#[test]
+fn stop_drains_an_in_flight_download_byte_exact() {
+    let d = TestDir::new();
+    let data: Vec<u8> = (0..(24u32 << 20)).map(|i| (i % 251) as u8).collect();
+    d.file("big.bin", &data);
+    let srv = TestServer::start(&d.path);
+    let addr = srv.addr;
+
+    let mut idle = srv.connect();
+    idle.write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=0-0\r\n\r\n")
+        .unwrap();
+    // (any response will do: it makes `idle` a keep-alive connection, idle afterwards)
+    let _ = read_response(&mut idle, false).unwrap();
+
+    let mut dl = srv.connect();
+    dl.write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let mut head = [0u8; 12];
+    dl.read_exact(&mut head).unwrap();
+
+    let stopper = std::thread::spawn({
+        let running = srv.running.as_ref().unwrap().handle().clone();
+        move || running.shutdown()
+    });
+    stopper.join().unwrap();
+
+    // The idle keep-alive connection is closed at once.
+    assert!(is_closed(&mut idle));
+    // New connections are refused once the listener is closed (allow the acceptor a moment).
+    let refused = (0..50).any(|_| {
+        std::thread::sleep(Duration::from_millis(20));
+        TcpStream::connect(addr).is_err()
+    });
+    assert!(refused, "new connections still accepted after stop");
+
+    // The download, read slowly, completes byte-exact.
+    let mut rest = Vec::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match dl.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => rest.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("download broke: {e}"),
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let split = rest.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert!(rest[split..] == data[..], "body differs after drain");
+    assert!(srv.stop().is_ok(), "drain finished within the timeout");
+}
