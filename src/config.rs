@@ -171,9 +171,9 @@ Options:
   --root DIR               document root [default: html]
   --addr HOST:PORT         address to listen on [default: 127.0.0.1:8000]
   --port N                 port to listen on, keeping the host of --addr
-  --workers N              worker threads, built at start-up [default: {workers} = 4 x cores]
+  --workers N              worker threads, built at start-up [default: 4 x cores = {workers} here]
   --queue N                accept queue capacity; when full, new connections get 503
-                           [default: {queue} = 256 x cores]
+                           [default: 256 x cores = {queue} here]
   --max-connections N      open connections at most, then 503 [default: {maxc}]
   --max-requests N         requests per keep-alive connection [default: {maxr}]
   --header-timeout SECS    deadline for a whole request head, then 408 [default: {ht}]
