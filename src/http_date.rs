@@ -392,19 +392,7 @@ mod tests {
         UNIX_EPOCH + Duration::from_secs(secs)
     }
 
-    /// Tiny xorshift64 so the tests need no crates and are reproducible.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-    }
+    use crate::testutil::Rng;
 
     // Pairs checked against GNU `date -u -d @SECS '+%a, %d %b %Y %H:%M:%S GMT'`.
     const KNOWN: &[(u64, &str)] = &[

@@ -55,6 +55,8 @@ pub mod response;
 mod server;
 pub mod shutdown;
 mod state;
+#[cfg(test)]
+mod testutil;
 
 pub use config::{CliAction, Config, Limits};
 pub use error::{ConfigError, Error, HttpError};

@@ -666,31 +666,20 @@ mod tests {
         })
     }
 
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-    }
+    use crate::testutil::Rng;
 
     #[test]
     fn terminator_search_matches_the_naive_oracle() {
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
         let alphabet = b"\r\nab: ";
         for _ in 0..20_000 {
-            let len = rng.below(40);
+            let len = rng.index(40);
             let buf: Vec<u8> = (0..len)
-                .map(|_| alphabet[rng.below(alphabet.len())])
+                .map(|_| alphabet[rng.index(alphabet.len())])
                 .collect();
             assert_eq!(find_head_end(&buf, 0), naive_end(&buf), "{buf:?}");
             // Resuming from any earlier point finds the same end.
-            let from = rng.below(len + 1);
+            let from = rng.index(len + 1);
             if naive_end(&buf[..from]).is_none() {
                 assert_eq!(
                     find_head_end(&buf, from),
@@ -719,7 +708,7 @@ mod tests {
                 let mut resume = 0;
                 let mut cut = 0;
                 let result = loop {
-                    cut = (cut + 1 + rng.below(6)).min(raw.len());
+                    cut = (cut + 1 + rng.index(6)).min(raw.len());
                     match parse(&raw[..cut], &mut resume, &limits()) {
                         Ok(Parse::Partial) if cut < raw.len() => continue,
                         other => break other,
@@ -736,11 +725,11 @@ mod tests {
         let seed = b"GET /a?b HTTP/1.1\r\nHost: h:1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n";
         for i in 0..20_000 {
             let buf: Vec<u8> = if i % 2 == 0 {
-                (0..rng.below(64)).map(|_| rng.next() as u8).collect()
+                (0..rng.index(64)).map(|_| rng.next() as u8).collect()
             } else {
                 let mut b = seed.to_vec();
-                for _ in 0..1 + rng.below(4) {
-                    let at = rng.below(b.len());
+                for _ in 0..1 + rng.index(4) {
+                    let at = rng.index(b.len());
                     b[at] = rng.next() as u8;
                 }
                 b

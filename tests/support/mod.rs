@@ -63,7 +63,7 @@ pub fn config(root: &Path) -> Config {
         root: root.to_path_buf(),
         addr: "127.0.0.1:0".parse().unwrap(),
         workers: 4,
-        queue: 64,
+        queue: 1024,
         ..Config::default()
     };
     c.limits.head_timeout = Duration::from_secs(2);
