@@ -166,6 +166,9 @@ fn nothing_outside_the_root_is_ever_read() {
         ("/link-out.txt", 404),
         ("/dir-out/secret.txt", 404),
         ("/.hidden", 404),
+        ("/%zz", 400),
+        ("/index.html%00.txt", 400),
+        ("/%", 400),
     ] {
         let r = srv.get(path);
         assert_eq!(r.status, status, "{path}");
