@@ -228,15 +228,16 @@ fn close(conn: Conn) -> Next {
 }
 
 /// Answers a request we could not parse (or whose head took too long) and closes: its
-/// framing is unknown, so nothing after it can be trusted (RFC 9112 §9.3... the tiny_http rule).
+/// framing is unknown, so nothing after it can be trusted (RFC 9112 §9.6, and the tiny_http
+/// lesson). The close lingers so that the client reads the answer rather than a reset.
 fn fail(mut conn: Conn, err: HttpError, shared: &Shared) -> Next {
     let start = Instant::now();
     let status = err.status();
     log::debug!("{}: {err:?}", conn.peer);
-    let (bytes, _) = response::status_response(status, false, Some("close"), &[]);
+    let (bytes, body) = response::status_response(status, false, Some("close"), &[]);
     let sent = conn.write_all(&bytes).is_ok();
     shared.requests.fetch_add(1, Ordering::Relaxed);
-    access_log(conn.peer, "-", status, 0, start);
+    access_log(conn.peer, "-", status, body, start);
     let _ = conn.stream.shutdown(Half::Write);
     if !sent {
         return Next::Done;
@@ -429,9 +430,15 @@ pub(crate) fn expire(conn: Conn) -> Option<(TcpStream, OpenGuard)> {
     }
     let start = Instant::now();
     let status = HttpError::HeadTimeout.status();
-    let (bytes, _) = response::status_response(status, false, Some("close"), &[]);
-    let written = (&conn.stream).write(&bytes).unwrap_or(0);
-    access_log(conn.peer, "-", status, 0, start);
+    let (bytes, body) = response::status_response(status, false, Some("close"), &[]);
+    let complete = (&conn.stream).write(&bytes).is_ok_and(|n| n == bytes.len());
+    access_log(
+        conn.peer,
+        "-",
+        status,
+        if complete { body } else { 0 },
+        start,
+    );
     let _ = conn.stream.shutdown(Half::Write);
-    (written == bytes.len()).then(|| conn.into_linger())
+    complete.then(|| conn.into_linger())
 }
