@@ -167,3 +167,40 @@ fn many_requests_on_one_connection() {
         );
     }
 }
+
+/// RFC 9112 §6.1-§6.3 on the wire: every ambiguous framing is refused and the connection
+/// closed, so nothing after it can be smuggled in as a second request.
+#[test]
+fn ambiguous_framing_is_refused_and_closes() {
+    let d = site();
+    let srv = TestServer::start(&d.path);
+    let cases = [
+        ("Content-Length: 4\r\nTransfer-Encoding: chunked\r\n", 400),
+        ("Content-Length: 1\r\nContent-Length: 2\r\n", 400),
+        ("Content-Length: 1, 1\r\n", 400),
+        ("Content-Length: +1\r\n", 400),
+        ("Transfer-Encoding: chunked, identity\r\n", 400),
+        ("Transfer-Encoding: foo, chunked\r\n", 501),
+        ("Transfer-Encoding: gzip, chunked\r\n", 501),
+    ];
+    for (fields, status) in cases {
+        let mut s = srv.connect();
+        let raw = format!("POST /a.txt HTTP/1.1\r\nHost: t\r\n{fields}\r\n0\r\n\r\nGET /b.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+        s.write_all(raw.as_bytes()).unwrap();
+        let r = read_response(&mut s, false).unwrap();
+        assert_eq!(r.status, status, "{fields:?}");
+        assert_eq!(r.header("Connection"), Some("close"), "{fields:?}");
+        assert!(
+            is_closed(&mut s),
+            "{fields:?}: the smuggled GET must not be answered"
+        );
+    }
+    let mut s = srv.connect();
+    s.write_all(b"POST /a.txt HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+        .unwrap();
+    assert_eq!(
+        read_response(&mut s, false).unwrap().status,
+        400,
+        "Transfer-Encoding on HTTP/1.0"
+    );
+}
