@@ -8,12 +8,13 @@
 //! Errors become a status in one place, [`HttpError::status`]. Only this module and the
 //! keeper touch client sockets; only this module knows about keep-alive.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::net::{Shutdown as Half, SocketAddr, TcpStream};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use crate::body::BodyDiscarder;
+use crate::conditional::{self, Plan, Preconditions};
 use crate::config::{Limits, MAX_DISCARD_BODY};
 use crate::error::HttpError;
 use crate::request::{self, BodyFraming, Method, Parse, RequestHead, Version};
@@ -336,27 +337,7 @@ fn respond(
         head.query.as_deref(),
         &opts,
     ) {
-        Ok(Resolved::File(mut file)) => {
-            let mut h = Head::new(Status::Ok);
-            h.header("Content-Type", crate::mime::content_type(&file.path))
-                .header("Content-Length", file.len);
-            if let Some(modified) = file.modified {
-                h.header("Last-Modified", crate::http_date::format(modified));
-            }
-            h.header("X-Content-Type-Options", "nosniff");
-            if let Some(c) = connection_value(head.version, keep) {
-                h.header("Connection", c);
-            }
-            conn.set_nonblocking(false)?;
-            let sent = response::send_file(
-                &mut conn.stream,
-                h.finish(),
-                &mut file.file,
-                file.len,
-                head_only,
-            )?;
-            Ok((Status::Ok, sent, keep))
-        }
+        Ok(Resolved::File(file)) => send_representation(conn, head, file, keep),
         Ok(Resolved::Redirect(location)) => {
             let status = Status::MovedPermanently;
             let (bytes, body) = response::status_response(
@@ -370,6 +351,109 @@ fn respond(
         }
         Err(e) => send_error(conn, head, e, keep),
     }
+}
+
+/// Sends a file as RFC 9110 §13 and §14 say: conditionals first, then ranges. Every
+/// answer about the file carries its validators (ETag, Last-Modified) and `Accept-Ranges`.
+fn send_representation(
+    conn: &mut Conn,
+    head: &RequestHead,
+    mut file: resolve::FileInfo,
+    keep: bool,
+) -> io::Result<(Status, u64, bool)> {
+    let head_only = head.method == Method::Head;
+    let etag = conditional::etag(file.len, file.modified);
+    let h = &head.headers;
+    let pre = Preconditions {
+        if_match: h.get("if-match"),
+        if_none_match: h.get("if-none-match"),
+        if_modified_since: h.get("if-modified-since"),
+        if_unmodified_since: h.get("if-unmodified-since"),
+        if_range: h.get("if-range"),
+        range: h.get("range"),
+    };
+    let plan = conditional::evaluate(&pre, true, &etag, file.modified, file.len);
+    let content_type = crate::mime::content_type(&file.path);
+    let status = match &plan {
+        Plan::Full => Status::Ok,
+        Plan::NotModified => Status::NotModified,
+        Plan::PreconditionFailed => {
+            return send_error(conn, head, HttpError::PreconditionFailed, keep)
+        }
+        Plan::Partial(_) | Plan::Multipart(_) => Status::PartialContent,
+        Plan::Unsatisfiable => {
+            let range = format!("bytes */{}", file.len);
+            let (bytes, body) = response::status_response(
+                Status::RangeNotSatisfiable,
+                head_only,
+                connection_value(head.version, keep),
+                &[("Content-Range", &range)],
+            );
+            conn.write_all(&bytes)?;
+            return Ok((Status::RangeNotSatisfiable, body, keep));
+        }
+    };
+    let mut out = Head::new(status);
+    out.header("ETag", &etag);
+    if let Some(modified) = file.modified {
+        out.header("Last-Modified", crate::http_date::format(modified));
+    }
+    // RFC 9110 §15.4.5: a 304 carries the validators and no content.
+    if status != Status::NotModified {
+        out.header("Accept-Ranges", "bytes")
+            .header("X-Content-Type-Options", "nosniff");
+    }
+    if let Some(c) = connection_value(head.version, keep) {
+        out.header("Connection", c);
+    }
+    conn.set_nonblocking(false)?;
+    let sent = match plan {
+        Plan::NotModified => {
+            conn.stream.write_all(&out.finish())?;
+            0
+        }
+        Plan::Partial(range) => {
+            out.header("Content-Type", content_type)
+                .header("Content-Length", range.len())
+                .header("Content-Range", range.content_range(file.len));
+            file.file.seek(SeekFrom::Start(range.start))?;
+            response::send_file(
+                &mut conn.stream,
+                out.finish(),
+                &mut file.file,
+                range.len(),
+                head_only,
+            )?
+        }
+        Plan::Multipart(ranges) => {
+            let boundary = conditional::boundary(&etag);
+            let layout = conditional::multipart_layout(&ranges, file.len, content_type, &boundary);
+            out.header(
+                "Content-Type",
+                format!("multipart/byteranges; boundary={boundary}"),
+            )
+            .header("Content-Length", layout.total_len);
+            response::send_multipart(
+                &mut conn.stream,
+                out.finish(),
+                &mut file.file,
+                &layout,
+                head_only,
+            )?
+        }
+        _ => {
+            out.header("Content-Type", content_type)
+                .header("Content-Length", file.len);
+            response::send_file(
+                &mut conn.stream,
+                out.finish(),
+                &mut file.file,
+                file.len,
+                head_only,
+            )?
+        }
+    };
+    Ok((status, sent, keep))
 }
 
 fn send_error(

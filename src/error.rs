@@ -95,6 +95,8 @@ pub enum HttpError {
     PayloadTooLarge,
     /// `Expect` with anything but `100-continue` (RFC 9110 §10.1.1: 417).
     ExpectationFailed,
+    /// A precondition (`If-Match`, `If-Unmodified-Since`) failed (RFC 9110 §13.1: 412).
+    PreconditionFailed,
     /// Nothing to serve there: missing, hidden, outside the root, or not a regular file.
     NotFound,
     /// The file exists but the server may not read it.
@@ -116,6 +118,7 @@ impl HttpError {
             HttpError::NotImplemented => Status::NotImplemented,
             HttpError::PayloadTooLarge => Status::PayloadTooLarge,
             HttpError::ExpectationFailed => Status::ExpectationFailed,
+            HttpError::PreconditionFailed => Status::PreconditionFailed,
             HttpError::NotFound => Status::NotFound,
             HttpError::Forbidden => Status::Forbidden,
             HttpError::Internal => Status::InternalServerError,
@@ -129,6 +132,7 @@ impl HttpError {
         !matches!(
             self,
             HttpError::MethodNotAllowed
+                | HttpError::PreconditionFailed
                 | HttpError::NotFound
                 | HttpError::Forbidden
                 | HttpError::Traversal

@@ -42,6 +42,7 @@
 //! ```
 
 pub mod body;
+pub mod conditional;
 pub mod config;
 mod connection;
 pub mod error;

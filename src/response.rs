@@ -109,7 +109,7 @@ impl Status {
 
 use std::fmt::Write as _;
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 
 /// The `Server` header value.
 pub const SERVER: &str = concat!("poolserve/", env!("CARGO_PKG_VERSION"));
@@ -241,4 +241,32 @@ pub fn status_response(
     }
     bytes.extend_from_slice(page.as_bytes());
     (bytes, page.len() as u64)
+}
+
+/// Writes a `multipart/byteranges` body (RFC 9110 §14.6) laid out by
+/// [`crate::conditional::multipart_layout`]; returns body bytes sent.
+pub fn send_multipart(
+    out: &mut impl Write,
+    head: Vec<u8>,
+    file: &mut File,
+    layout: &crate::conditional::MultipartLayout,
+    head_only: bool,
+) -> io::Result<u64> {
+    out.write_all(&head)?;
+    if head_only {
+        return Ok(0);
+    }
+    for (part_head, range) in &layout.parts {
+        out.write_all(part_head)?;
+        file.seek(SeekFrom::Start(range.start))?;
+        let sent = io::copy(&mut (&*file).take(range.len()), out)?;
+        if sent != range.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "file shrank while sending",
+            ));
+        }
+    }
+    out.write_all(&layout.trailer)?;
+    Ok(layout.total_len)
 }
