@@ -55,6 +55,9 @@ pub const DRAIN_FIRST_BYTE_GRACE: Duration = Duration::from_secs(1);
 /// instead of spinning, doubling from 5 ms.
 pub const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
+/// Default health endpoint (static-web-server and Kubernetes probes use the same name).
+pub const DEFAULT_HEALTH_PATH: &str = "/health";
+
 /// Per-connection limits and timeouts. `Default` reads the constants above; tests shrink the
 /// timeouts instead of waiting them out.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,6 +117,9 @@ pub struct Config {
     pub queue: usize,
     /// Serve dotfiles and dot-directories (off: they are 404).
     pub hidden: bool,
+    /// Path of the health endpoint (`None`: off). GET/HEAD answer 200 while serving and 503
+    /// from the first stop signal, so a load balancer stops sending traffic before the drain.
+    pub health_path: Option<String>,
     /// Per-connection limits and timeouts.
     pub limits: Limits,
 }
@@ -140,6 +146,7 @@ impl Default for Config {
             workers: default_workers(),
             queue: default_queue(),
             hidden: false,
+            health_path: Some(DEFAULT_HEALTH_PATH.to_string()),
             limits: Limits::default(),
         }
     }
@@ -181,6 +188,8 @@ Options:
   --write-timeout SECS     longest stall while sending to a client [default: {wt}]
   --shutdown-timeout SECS  budget for the graceful drain on SIGINT/SIGTERM [default: {st}]
   --hidden                 serve dotfiles and dot-directories (404 otherwise)
+  --health-path PATH       health endpoint: 200 while serving, 503 once stopping;
+                           \"off\" disables it [default: /health]
   -h, --help               print this help and exit
   -V, --version            print the version and exit
 
@@ -277,6 +286,23 @@ impl Config {
                         parse_duration("--shutdown-timeout", &value("--shutdown-timeout")?)?
                 }
                 "--hidden" if inline.is_none() => cfg.hidden = true,
+                "--health-path" => {
+                    let path = value("--health-path")?;
+                    cfg.health_path = match path.as_str() {
+                        "off" => None,
+                        p if p.starts_with('/')
+                            && p.bytes().all(|b| b.is_ascii_graphic())
+                            && !p.contains('?') =>
+                        {
+                            Some(path)
+                        }
+                        _ => {
+                            return Err(ConfigError(format!(
+                                "--health-path: {path:?} must start with / (or be \"off\")"
+                            )))
+                        }
+                    }
+                }
                 _ if flag.starts_with('-') => {
                     return Err(ConfigError(format!("unknown option {flag} (see --help)")))
                 }
@@ -384,6 +410,12 @@ mod tests {
             (c.root.to_str(), c.addr.port(), c.workers, c.queue),
             (Some("/srv"), 9000, 3, 7)
         );
+        assert_eq!(cfg(&[]).health_path.as_deref(), Some("/health"));
+        assert_eq!(cfg(&["--health-path", "off"]).health_path, None);
+        assert_eq!(
+            cfg(&["--health-path=/-/ready"]).health_path.as_deref(),
+            Some("/-/ready")
+        );
         let c = cfg(&["--addr", "[::1]:81", "--hidden", "--max-requests", "5"]);
         assert_eq!(c.addr, "[::1]:81".parse().unwrap());
         assert!(c.hidden);
@@ -428,6 +460,8 @@ mod tests {
             &["--write-timeout", "soon"],
             &["--shutdown-timeout", "NaN"],
             &["--hidden=yes"],
+            &["--health-path", "health"],
+            &["--health-path", "/a?b"],
             &["stray"],
         ] {
             let err = run(args).expect_err(&format!("{args:?} should fail"));

@@ -284,7 +284,11 @@ fn exchange(
             && shared.busy_workers.load(Ordering::Relaxed) >= shared.config.workers);
 
     let (status, bytes, keep) = respond(conn, &head, keep_alive, shared)?;
-    access_log(conn.peer, &request_line(&head), status, bytes, start);
+    if shared.config.health_path.as_deref() == Some(head.path.as_str()) {
+        log::debug!("{} health probe: {}", conn.peer, status.code());
+    } else {
+        access_log(conn.peer, &request_line(&head), status, bytes, start);
+    }
     conn.idle_since = Instant::now();
     conn.head_deadline = if conn.buf.is_empty() {
         None
@@ -328,6 +332,9 @@ fn respond(
         }
         _ => return send_error(conn, head, HttpError::MethodNotAllowed, keep),
     }
+    if shared.config.health_path.as_deref() == Some(head.path.as_str()) {
+        return send_health(conn, head, keep, shared);
+    }
     let opts = ResolveOptions {
         hidden: shared.config.hidden,
     };
@@ -351,6 +358,36 @@ fn respond(
         }
         Err(e) => send_error(conn, head, e, keep),
     }
+}
+
+/// The health endpoint: 200 `ok` while serving, 503 `draining` from the first stop signal
+/// (so a load balancer takes this replica out before connections start closing). Never
+/// cached; logged at debug only, so probes do not flood the access log.
+fn send_health(
+    conn: &mut Conn,
+    head: &RequestHead,
+    keep: bool,
+    shared: &Shared,
+) -> io::Result<(Status, u64, bool)> {
+    let (status, body) = if shared.shutdown.is_triggered() {
+        (Status::ServiceUnavailable, "draining\n")
+    } else {
+        (Status::Ok, "ok\n")
+    };
+    let mut out = Head::new(status);
+    out.header("Content-Type", "text/plain; charset=utf-8")
+        .header("Content-Length", body.len())
+        .header("Cache-Control", "no-store");
+    if let Some(c) = connection_value(head.version, keep) {
+        out.header("Connection", c);
+    }
+    let mut bytes = out.finish();
+    let head_only = head.method == Method::Head;
+    if !head_only {
+        bytes.extend_from_slice(body.as_bytes());
+    }
+    conn.write_all(&bytes)?;
+    Ok((status, if head_only { 0 } else { body.len() as u64 }, keep))
 }
 
 /// Sends a file as RFC 9110 §13 and §14 say: conditionals first, then ranges. Every

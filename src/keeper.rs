@@ -184,6 +184,7 @@ impl Keeper {
         let (kind, deadline) = match parcel {
             Parcel::Wait(conn) => {
                 if self.draining && conn.waiting() == Waiting::Idle {
+                    self.close_idle(conn);
                     return;
                 }
                 let deadline = conn.deadline(limits);
@@ -329,6 +330,16 @@ impl Keeper {
         }
     }
 
+    /// Closes an idle keep-alive connection for the drain, unless its next request has
+    /// already started to arrive (bytes in the socket we have not been told about yet): that
+    /// one goes to a worker and is answered with `Connection: close`.
+    fn close_idle(&self, conn: Conn) {
+        let pending = matches!(conn.stream().peek(&mut [0u8; 1]), Ok(n) if n > 0);
+        if pending {
+            let _ = self.ready.send(Job::Serve(conn));
+        }
+    }
+
     fn begin_drain(&mut self) {
         self.draining = true;
         for slot in 0..self.slots.len() {
@@ -336,7 +347,13 @@ impl Keeper {
                 continue;
             };
             if matches!(&entry.kind, Kind::Wait(conn) if conn.waiting() == Waiting::Idle) {
-                self.remove(slot);
+                if let Some(Entry {
+                    kind: Kind::Wait(conn),
+                    ..
+                }) = self.remove(slot)
+                {
+                    self.close_idle(conn);
+                }
                 continue;
             }
             let deadline = self.drain_deadline(&entry.kind, entry.deadline);

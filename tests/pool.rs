@@ -128,3 +128,45 @@ fn stop_drains_an_in_flight_download_byte_exact() {
     assert!(rest[split..] == data[..], "body differs after drain");
     assert!(srv.stop().is_ok(), "drain finished within the timeout");
 }
+
+#[test]
+fn health_is_200_while_serving_and_503_once_stopping() {
+    let d = TestDir::new();
+    d.file("health", "a file of that name is shadowed by the endpoint");
+    let srv = TestServer::start(&d.path);
+    let r = srv.get("/health");
+    assert_eq!((r.status, r.text().as_str()), (200, "ok\n"));
+    assert_eq!(r.header("Cache-Control"), Some("no-store"));
+    let r = srv.request("HEAD /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    assert_eq!((r.status, r.body.len()), (200, 0));
+
+    // A keep-alive probe whose next head is half sent when the stop arrives is answered 503
+    // and closed (not dropped like an idle connection).
+    let mut probe = srv.connect();
+    probe
+        .write_all(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut probe, false).unwrap().status, 200);
+    probe
+        .write_all(b"GET /health HTTP/1.1\r\nHost: t\r\n")
+        .unwrap();
+    srv.running.as_ref().unwrap().handle().shutdown();
+    probe.write_all(b"\r\n").unwrap();
+    let r = read_response(&mut probe, false).unwrap();
+    assert_eq!((r.status, r.text().as_str()), (503, "draining\n"));
+    assert_eq!(r.header("Connection"), Some("close"));
+}
+
+#[test]
+fn health_can_be_moved_or_turned_off() {
+    let d = TestDir::new();
+    d.file("health", "plain file");
+    let mut c = support::config(&d.path);
+    c.health_path = None;
+    let srv = TestServer::with_config(c);
+    assert_eq!(srv.get("/health").text(), "plain file");
+    let mut c = support::config(&d.path);
+    c.health_path = Some("/-/ready".into());
+    let srv = TestServer::with_config(c);
+    assert_eq!(srv.get("/-/ready").text(), "ok\n");
+}
