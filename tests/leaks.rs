@@ -1,0 +1,62 @@
+//! Connect/close cycles and aborted downloads leak no descriptor (issue 6). Alone in its test
+//! binary, because it counts the descriptors of the whole process.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use support::{read_response, TestDir, TestServer};
+
+fn site() -> TestDir {
+    let d = TestDir::new();
+    d.file("a.txt", "aaa\n");
+    d
+}
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+#[test]
+fn connect_close_cycles_and_aborted_downloads_leak_nothing() {
+    let d = site();
+    d.file("big.bin", vec![3u8; 8 << 20]);
+    let srv = TestServer::start(&d.path);
+    assert_eq!(srv.get("/a.txt").status, 200);
+    let baseline = open_fds();
+    for i in 0..500 {
+        let mut s = srv.connect();
+        if i % 2 == 0 {
+            s.write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+                .unwrap();
+            read_response(&mut s, false).unwrap();
+        }
+    }
+    let aborters: Vec<_> = (0..20)
+        .map(|_| {
+            let mut s = srv.connect();
+            std::thread::spawn(move || {
+                s.write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+                    .unwrap();
+                let mut half = vec![0u8; 4 << 20];
+                let _ = s.read_exact(&mut half);
+                // dropped here: the download is aborted halfway
+            })
+        })
+        .collect();
+    for a in aborters {
+        a.join().unwrap();
+    }
+    assert_eq!(srv.get("/a.txt").status, 200, "the server keeps serving");
+    // The server closes its ends as it notices; give it until the write timeout at most.
+    let t = Instant::now();
+    while open_fds() > baseline && t.elapsed() < Duration::from_secs(6) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        open_fds() <= baseline,
+        "{} descriptors open, {baseline} before",
+        open_fds()
+    );
+}
