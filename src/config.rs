@@ -115,6 +115,8 @@ pub struct Config {
     pub workers: usize,
     /// Capacity of the accept queue; when it is full new connections get 503.
     pub queue: usize,
+    /// What the acceptor does when the queue is full or the connection cap is reached.
+    pub overload: Overload,
     /// Serve dotfiles and dot-directories (off: they are 404).
     pub hidden: bool,
     /// Path of the health endpoint (`None`: off). GET/HEAD answer 200 while serving and 503
@@ -145,11 +147,24 @@ impl Default for Config {
             addr: SocketAddr::from(([127, 0, 0, 1], 8000)),
             workers: default_workers(),
             queue: default_queue(),
+            overload: Overload::Shed,
             hidden: false,
             health_path: Some(DEFAULT_HEALTH_PATH.to_string()),
             limits: Limits::default(),
         }
     }
+}
+
+/// Overload policy (`--overload`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overload {
+    /// Answer new connections with the canned 503 + `Retry-After` at once (load shedding):
+    /// right when clients retry, and for direct traffic.
+    Shed,
+    /// Stop accepting until there is room, so the kernel backlog holds new clients
+    /// (back-pressure, as Apache and lighttpd do): right behind a load balancer that can
+    /// route around a slow replica.
+    Wait,
 }
 
 /// What the command line asked for.
@@ -182,6 +197,8 @@ Options:
   --queue N                accept queue capacity; when full, new connections get 503
                            [default: 256 x cores = {queue} here]
   --max-connections N      open connections at most, then 503 [default: {maxc}]
+  --overload shed|wait     when the queue is full: answer 503 at once (shed), or stop
+                           accepting and leave clients in the kernel backlog [default: shed]
   --max-requests N         requests per keep-alive connection [default: {maxr}]
   --header-timeout SECS    deadline for a whole request head, then 408 [default: {ht}]
   --keepalive-timeout SECS idle time allowed between requests [default: {ka}]
@@ -253,6 +270,17 @@ impl Config {
                 "--port" => port = Some(parse_num("--port", &value("--port")?, 0, 65535)? as u16),
                 "--workers" => cfg.workers = parse_num("--workers", &value("--workers")?, 1, 4096)?,
                 "--queue" => cfg.queue = parse_num("--queue", &value("--queue")?, 1, 1 << 20)?,
+                "--overload" => {
+                    cfg.overload = match value("--overload")?.as_str() {
+                        "shed" => Overload::Shed,
+                        "wait" => Overload::Wait,
+                        other => {
+                            return Err(ConfigError(format!(
+                                "--overload: {other:?} is not shed or wait"
+                            )))
+                        }
+                    }
+                }
                 "--max-connections" => {
                     cfg.limits.max_connections = parse_num(
                         "--max-connections",
@@ -410,6 +438,8 @@ mod tests {
             (c.root.to_str(), c.addr.port(), c.workers, c.queue),
             (Some("/srv"), 9000, 3, 7)
         );
+        assert_eq!(cfg(&[]).overload, Overload::Shed);
+        assert_eq!(cfg(&["--overload", "wait"]).overload, Overload::Wait);
         assert_eq!(cfg(&[]).health_path.as_deref(), Some("/health"));
         assert_eq!(cfg(&["--health-path", "off"]).health_path, None);
         assert_eq!(
@@ -460,6 +490,7 @@ mod tests {
             &["--write-timeout", "soon"],
             &["--shutdown-timeout", "NaN"],
             &["--hidden=yes"],
+            &["--overload", "drop"],
             &["--health-path", "health"],
             &["--health-path", "/a?b"],
             &["stray"],

@@ -59,7 +59,7 @@ mod state;
 #[cfg(test)]
 mod testutil;
 
-pub use config::{CliAction, Config, Limits};
+pub use config::{CliAction, Config, Limits, Overload};
 pub use error::{ConfigError, Error, HttpError};
 pub use server::{Running, Server, ServerHandle};
 pub use shutdown::Shutdown;

@@ -23,7 +23,7 @@ use crossbeam_channel::{Sender, TrySendError};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use crate::config::{Config, ACCEPT_BACKOFF_MAX};
+use crate::config::{Config, Overload, ACCEPT_BACKOFF_MAX};
 use crate::connection::Conn;
 use crate::error::Error;
 use crate::keeper::{self, KeeperHandle, Parcel};
@@ -36,6 +36,9 @@ const LISTENER: Token = Token(0);
 const WAKE: Token = Token(1);
 /// First pause after a failed `accept()`; doubles up to [`ACCEPT_BACKOFF_MAX`].
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
+/// In `--overload wait` mode, how often a saturated acceptor looks for room again: short
+/// enough to add no visible latency, and only while saturated (never while idle).
+const OVERLOAD_WAIT_POLL: Duration = Duration::from_millis(2);
 /// At most one warning per this interval for repeated accept errors and load shedding.
 const WARN_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -280,6 +283,10 @@ fn accept_loop(
             if shared.shutdown.is_triggered() {
                 break None;
             }
+            if shared.config.overload == Overload::Wait && saturated(queue, shared) {
+                // Back-pressure: leave new clients in the kernel backlog and look again soon.
+                break Some(OVERLOAD_WAIT_POLL);
+            }
             match listener.accept() {
                 Ok((stream, peer)) => dispatch(stream, peer, queue, keeper, shared, &mut warn),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break None,
@@ -306,6 +313,12 @@ fn accept_loop(
     Ok(())
 }
 
+/// True when a new connection would have to be shed: the queue is full or the connection cap
+/// is reached.
+fn saturated(queue: &Sender<Conn>, shared: &Shared) -> bool {
+    queue.is_full() || shared.open() >= shared.config.limits.max_connections
+}
+
 /// Queues a new connection, or sheds it with the canned 503.
 fn dispatch(
     stream: TcpStream,
@@ -316,6 +329,7 @@ fn dispatch(
     warn: &mut RateLimit,
 ) {
     let over_limit = shared.open() >= shared.config.limits.max_connections;
+    // (In `--overload wait` mode the accept loop does not get here while saturated.)
     let conn = match Conn::new(stream, peer, shared) {
         Ok(conn) => conn,
         Err(e) => return log::debug!("{peer}: cannot set up the socket: {e}"),

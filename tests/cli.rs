@@ -197,3 +197,92 @@ fn a_second_sigint_exits_at_once() {
     assert!(t.elapsed() < Duration::from_secs(2));
     assert!(!status.success(), "{status:?}");
 }
+
+/// accept() failing with EMFILE must not spin or exit: the server logs it (rate-limited),
+/// backs off, and serves again once descriptors are free. The binary runs under
+/// `prlimit --nofile` so the limit is real.
+#[test]
+fn running_out_of_descriptors_backs_off_and_recovers() {
+    if Command::new("prlimit").arg("--version").output().is_err() {
+        eprintln!("skipped: prlimit (util-linux) is not installed");
+        return;
+    }
+    let d = TestDir::new();
+    d.file("a.txt", "aaa\n");
+    let mut child = Command::new("prlimit")
+        .args([
+            "--nofile=40:40",
+            BIN,
+            "--root",
+            d.path.to_str().unwrap(),
+            "--port",
+            "0",
+        ])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn prlimit poolserve");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr: SocketAddr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+
+    // Far more connections than 40 descriptors allow; the kernel backlog holds the rest.
+    let hogs: Vec<TcpStream> = (0..80)
+        .filter_map(|_| TcpStream::connect(addr).ok())
+        .collect();
+    assert!(
+        hogs.len() > 40,
+        "could only open {} connections",
+        hogs.len()
+    );
+    // Wait until the server has certainly hit the limit (each accepted hog costs it one).
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the server exited on EMFILE"
+    );
+    drop(hogs);
+
+    // Once descriptors are free again, a fresh client is served.
+    let t = Instant::now();
+    let served = loop {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut got = String::new();
+        let _ = s.read_to_string(&mut got);
+        if got.starts_with("HTTP/1.1 200 ") || t.elapsed() > Duration::from_secs(10) {
+            break got;
+        }
+    };
+    assert!(
+        served.starts_with("HTTP/1.1 200 "),
+        "not served after recovery: {served:?}"
+    );
+
+    signal(&child, "-TERM");
+    let status =
+        wait_with_timeout(&mut child, Duration::from_secs(15)).expect("exit after SIGTERM");
+    let mut log = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    assert!(log.contains("accept failed"), "EMFILE not logged: {log}");
+    assert!(
+        log.lines().filter(|l| l.contains("accept failed")).count() < 20,
+        "not rate-limited: {log}"
+    );
+    assert_eq!(status.code(), Some(0), "{log}");
+}

@@ -170,3 +170,42 @@ fn health_can_be_moved_or_turned_off() {
     let srv = TestServer::with_config(c);
     assert_eq!(srv.get("/-/ready").text(), "ok\n");
 }
+
+/// `--overload wait`: the same saturation as the 503 test, but the third client waits in the
+/// kernel backlog and is served once there is room.
+#[test]
+fn overload_wait_applies_back_pressure_instead_of_503() {
+    let d = TestDir::new();
+    d.file("big.bin", vec![7u8; 64 << 20]);
+    d.file("a.txt", "aaa\n");
+    let mut c = support::config(&d.path);
+    c.workers = 1;
+    c.queue = 1;
+    c.overload = poolserve::Overload::Wait;
+    let srv = TestServer::with_config(c);
+
+    let mut a = srv.connect();
+    a.write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let mut first = [0u8; 12];
+    a.read_exact(&mut first).unwrap();
+    let mut b = srv.connect();
+    b.write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100)); // let the acceptor queue B first
+    let mut c = srv.connect();
+    c.write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    c.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut probe = [0u8; 1];
+    let early = c.read(&mut probe);
+    assert!(early.is_err(), "C must wait, not get an answer: {early:?}");
+
+    drop(a);
+    for s in [&mut b, &mut c] {
+        s.set_read_timeout(Some(support::IO_TIMEOUT)).unwrap();
+        let r = read_response(s, false).unwrap();
+        assert_eq!((r.status, r.text().as_str()), (200, "aaa\n"));
+    }
+}
