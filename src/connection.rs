@@ -115,6 +115,11 @@ impl Conn {
         }
     }
 
+    /// When its last response was finished.
+    pub fn idle_since(&self) -> Instant {
+        self.idle_since
+    }
+
     /// When the keeper gives up on it.
     pub fn deadline(&self, limits: &Limits) -> Instant {
         match (self.waiting(), self.head_deadline) {

@@ -68,6 +68,12 @@ pub(crate) struct KeeperHandle {
 }
 
 impl KeeperHandle {
+    /// Wakes the keeper to look at the load (the acceptor calls it when it queues a
+    /// connection while every worker is busy).
+    pub fn nudge(&self) {
+        let _ = self.waker.wake();
+    }
+
     pub fn send(&self, parcel: Parcel) {
         // The keeper outlives every open connection, so a send fails only after it exited,
         // when dropping the parcel (closing the socket) is the right thing anyway.
@@ -98,6 +104,8 @@ struct Keeper {
     poll: Poll,
     rx: Receiver<Parcel>,
     ready: Sender<Job>,
+    /// The accept queue, only to see how many new connections wait (never received from).
+    new_queue: Receiver<Conn>,
     shared: Arc<Shared>,
     slots: Vec<Option<Entry>>,
     free: Vec<usize>,
@@ -111,6 +119,7 @@ struct Keeper {
 pub(crate) fn start(
     shared: Arc<Shared>,
     ready: Sender<Job>,
+    new_queue: Receiver<Conn>,
     done: Sender<()>,
 ) -> io::Result<(KeeperHandle, JoinHandle<()>)> {
     let poll = Poll::new()?;
@@ -121,6 +130,7 @@ pub(crate) fn start(
         poll,
         rx,
         ready,
+        new_queue,
         shared,
         slots: Vec::new(),
         free: Vec::new(),
@@ -172,6 +182,7 @@ impl Keeper {
             while let Ok(parcel) = self.rx.try_recv() {
                 self.admit(parcel);
             }
+            self.shed_idle_under_load();
         }
         for _ in 0..self.shared.config.workers {
             let _ = self.ready.send(Job::Exit);
@@ -330,7 +341,44 @@ impl Keeper {
         }
     }
 
-    /// Closes an idle keep-alive connection for the drain, unless its next request has
+    /// Adaptive keep-alive (Apache event, nginx): while every worker is busy and new
+    /// connections wait in the queue, close idle keep-alive connections, oldest first, one
+    /// per waiting connection, so their clients come back through the queue in turn instead
+    /// of holding connection slots. (Workers also answer `Connection: close` meanwhile.)
+    fn shed_idle_under_load(&mut self) {
+        let waiting = self.new_queue.len();
+        let busy = self
+            .shared
+            .busy_workers
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if waiting == 0 || busy < self.shared.config.workers {
+            return;
+        }
+        let mut idle: Vec<(Instant, usize)> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, e)| match e {
+                Some(Entry {
+                    kind: Kind::Wait(conn),
+                    ..
+                }) if conn.waiting() == Waiting::Idle => Some((conn.idle_since(), slot)),
+                _ => None,
+            })
+            .collect();
+        idle.sort_unstable();
+        for (_, slot) in idle.into_iter().take(waiting) {
+            if let Some(Entry {
+                kind: Kind::Wait(conn),
+                ..
+            }) = self.remove(slot)
+            {
+                self.close_idle(conn);
+            }
+        }
+    }
+
+    /// Closes an idle keep-alive connection (drain, or load), unless its next request has
     /// already started to arrive (bytes in the socket we have not been told about yet): that
     /// one goes to a worker and is answered with `Connection: close`.
     fn close_idle(&self, conn: Conn) {

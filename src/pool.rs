@@ -172,8 +172,13 @@ mod tests {
         let (new_tx, new_rx) = crossbeam_channel::bounded(4);
         let (ready_tx, ready_rx) = crossbeam_channel::unbounded();
         let (done_tx, done_rx) = crossbeam_channel::unbounded();
-        let (keeper, _k) =
-            crate::keeper::start(Arc::clone(&shared), ready_tx.clone(), done_tx.clone()).unwrap();
+        let (keeper, _k) = crate::keeper::start(
+            Arc::clone(&shared),
+            ready_tx.clone(),
+            new_rx.clone(),
+            done_tx.clone(),
+        )
+        .unwrap();
         let queues = Queues {
             new: new_rx,
             ready: ready_rx,

@@ -199,9 +199,13 @@ impl Server {
         let (new_tx, new_rx) = crossbeam_channel::bounded::<Conn>(shared.config.queue);
         let (ready_tx, ready_rx) = crossbeam_channel::unbounded();
         let (done_tx, done_rx) = crossbeam_channel::unbounded();
-        let (keeper, _keeper_thread) =
-            keeper::start(Arc::clone(&shared), ready_tx.clone(), done_tx.clone())
-                .map_err(io_err("starting the keeper"))?;
+        let (keeper, _keeper_thread) = keeper::start(
+            Arc::clone(&shared),
+            ready_tx.clone(),
+            new_rx.clone(),
+            done_tx.clone(),
+        )
+        .map_err(io_err("starting the keeper"))?;
         let queues = Queues {
             new: new_rx,
             ready: ready_rx,
@@ -338,7 +342,12 @@ fn dispatch(
         conn
     } else {
         match queue.try_send(conn) {
-            Ok(()) => return,
+            Ok(()) => {
+                if shared.busy_workers.load(Ordering::Relaxed) >= shared.config.workers {
+                    keeper.nudge(); // saturated: the keeper closes idle keep-alives
+                }
+                return;
+            }
             Err(TrySendError::Full(conn)) | Err(TrySendError::Disconnected(conn)) => conn,
         }
     };

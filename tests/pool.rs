@@ -209,3 +209,41 @@ fn overload_wait_applies_back_pressure_instead_of_503() {
         assert_eq!((r.status, r.text().as_str()), (200, "aaa\n"));
     }
 }
+
+/// Adaptive keep-alive: when every worker is busy and a new connection waits in the queue,
+/// idle keep-alive connections are closed early (oldest first), long before their timeout.
+#[test]
+fn saturation_closes_idle_keep_alive_connections_early() {
+    let d = TestDir::new();
+    d.file("big.bin", vec![7u8; 64 << 20]);
+    d.file("a.txt", "aaa\n");
+    let mut c = support::config(&d.path);
+    c.workers = 1;
+    c.queue = 4;
+    c.limits.keep_alive_timeout = Duration::from_secs(30);
+    let srv = TestServer::with_config(c);
+
+    let mut idle = srv.connect();
+    idle.write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut idle, false).unwrap().status, 200);
+
+    let mut a = srv.connect();
+    a.write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let mut first = [0u8; 12];
+    a.read_exact(&mut first).unwrap();
+    let mut b = srv.connect();
+    b.write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+
+    let t = Instant::now();
+    assert!(is_closed(&mut idle), "the idle connection was not closed");
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "closed only after {:?}",
+        t.elapsed()
+    );
+    drop(a);
+    assert_eq!(read_response(&mut b, false).unwrap().status, 200);
+}
