@@ -117,6 +117,9 @@ pub struct Config {
     pub queue: usize,
     /// What the acceptor does when the queue is full or the connection cap is reached.
     pub overload: Overload,
+    /// After the first stop signal, keep serving this long with `/health` at 503 before the
+    /// drain starts (0: drain at once).
+    pub drain_delay: Duration,
     /// Serve dotfiles and dot-directories (off: they are 404).
     pub hidden: bool,
     /// Path of the health endpoint (`None`: off). GET/HEAD answer 200 while serving and 503
@@ -148,6 +151,7 @@ impl Default for Config {
             workers: default_workers(),
             queue: default_queue(),
             overload: Overload::Shed,
+            drain_delay: Duration::ZERO,
             hidden: false,
             health_path: Some(DEFAULT_HEALTH_PATH.to_string()),
             limits: Limits::default(),
@@ -204,6 +208,8 @@ Options:
   --keepalive-timeout SECS idle time allowed between requests [default: {ka}]
   --write-timeout SECS     longest stall while sending to a client [default: {wt}]
   --shutdown-timeout SECS  budget for the graceful drain on SIGINT/SIGTERM [default: {st}]
+  --drain-delay SECS       after the signal, keep serving with /health at 503 this long
+                           before draining, for load balancers to notice [default: 0]
   --hidden                 serve dotfiles and dot-directories (404 otherwise)
   --health-path PATH       health endpoint: 200 while serving, 503 once stopping;
                            \"off\" disables it [default: /health]
@@ -312,6 +318,14 @@ impl Config {
                 "--shutdown-timeout" => {
                     cfg.limits.shutdown_timeout =
                         parse_duration("--shutdown-timeout", &value("--shutdown-timeout")?)?
+                }
+                "--drain-delay" => {
+                    let v = value("--drain-delay")?;
+                    cfg.drain_delay = if v == "0" {
+                        Duration::ZERO
+                    } else {
+                        parse_duration("--drain-delay", &v)?
+                    }
                 }
                 "--hidden" if inline.is_none() => cfg.hidden = true,
                 "--health-path" => {
@@ -439,6 +453,12 @@ mod tests {
             (Some("/srv"), 9000, 3, 7)
         );
         assert_eq!(cfg(&[]).overload, Overload::Shed);
+        assert_eq!(cfg(&[]).drain_delay, Duration::ZERO);
+        assert_eq!(
+            cfg(&["--drain-delay", "5"]).drain_delay,
+            Duration::from_secs(5)
+        );
+        assert_eq!(cfg(&["--drain-delay=0"]).drain_delay, Duration::ZERO);
         assert_eq!(cfg(&["--overload", "wait"]).overload, Overload::Wait);
         assert_eq!(cfg(&[]).health_path.as_deref(), Some("/health"));
         assert_eq!(cfg(&["--health-path", "off"]).health_path, None);
@@ -491,6 +511,7 @@ mod tests {
             &["--shutdown-timeout", "NaN"],
             &["--hidden=yes"],
             &["--overload", "drop"],
+            &["--drain-delay", "-1"],
             &["--health-path", "health"],
             &["--health-path", "/a?b"],
             &["stray"],

@@ -374,7 +374,7 @@ fn send_health(
     keep: bool,
     shared: &Shared,
 ) -> io::Result<(Status, u64, bool)> {
-    let (status, body) = if shared.shutdown.is_triggered() {
+    let (status, body) = if shared.shutdown.is_announced() {
         (Status::ServiceUnavailable, "draining\n")
     } else {
         (Status::Ok, "ok\n")

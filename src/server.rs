@@ -313,6 +313,16 @@ fn accept_loop(
             }
         };
     }
+    // Connections the kernel completed but we have not accepted yet would be reset when the
+    // listener closes; their clients have usually sent a request already. Take them in one
+    // last sweep (bounded by the connection cap) so they are served with `Connection: close`.
+    while shared.open() < shared.config.limits.max_connections {
+        match listener.accept() {
+            Ok((stream, peer)) => dispatch(stream, peer, queue, keeper, shared, &mut warn),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
     let _ = poll.registry().deregister(&mut SourceFd(&fd));
     Ok(())
 }

@@ -20,6 +20,7 @@ pub struct Shutdown {
 
 #[derive(Default)]
 struct Inner {
+    announced: AtomicBool,
     triggered: AtomicBool,
     at: OnceLock<Instant>,
     wakers: Mutex<Vec<Arc<mio::Waker>>>,
@@ -39,8 +40,20 @@ impl Shutdown {
         Shutdown::default()
     }
 
+    /// Announces a coming stop: `/health` answers 503 from now on, while everything else is
+    /// still served normally (the `--drain-delay` window, for load balancers to notice).
+    pub fn announce(&self) {
+        self.inner.announced.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether a stop has been announced (or started).
+    pub fn is_announced(&self) -> bool {
+        self.inner.announced.load(Ordering::SeqCst) || self.is_triggered()
+    }
+
     /// Starts the drain. Idempotent: returns true only for the call that started it.
     pub fn trigger(&self) -> bool {
+        self.announce();
         if self.inner.triggered.swap(true, Ordering::SeqCst) {
             return false;
         }
@@ -80,10 +93,11 @@ impl Shutdown {
     }
 }
 
-/// Starts a thread named `signals` that triggers `shutdown` on the first SIGINT or SIGTERM and
-/// exits the process at once, with status 130, on the second (the operator asked twice).
+/// Starts a thread named `signals` that, on the first SIGINT or SIGTERM, announces the stop
+/// (health turns 503), keeps serving for `drain_delay`, then triggers the drain; a second
+/// signal exits the process at once with status 130 (the operator asked twice).
 #[cfg(unix)]
-pub fn on_signals(shutdown: Shutdown) -> std::io::Result<()> {
+pub fn on_signals(shutdown: Shutdown, drain_delay: std::time::Duration) -> std::io::Result<()> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
     std::thread::Builder::new()
@@ -93,9 +107,23 @@ pub fn on_signals(shutdown: Shutdown) -> std::io::Result<()> {
             for sig in signals.forever() {
                 seen += 1;
                 let name = if sig == SIGINT { "SIGINT" } else { "SIGTERM" };
-                if seen == 1 {
+                if seen == 1 && drain_delay.is_zero() {
                     log::info!("{name} received: draining (send it again to exit at once)");
                     shutdown.trigger();
+                } else if seen == 1 {
+                    log::info!(
+                        "{name} received: health now 503, draining in {} ms (send it again to exit at once)",
+                        drain_delay.as_millis()
+                    );
+                    shutdown.announce();
+                    let later = shutdown.clone();
+                    let timer = std::thread::Builder::new().name("drain-delay".into()).spawn(move || {
+                        std::thread::sleep(drain_delay);
+                        later.trigger();
+                    });
+                    if timer.is_err() {
+                        shutdown.trigger();
+                    }
                 } else {
                     log::warn!("second {name}: exiting now without finishing the drain");
                     std::process::exit(130);

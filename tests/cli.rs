@@ -75,12 +75,23 @@ fn bad_input_is_one_line_and_exit_2() {
     );
 }
 
-/// Starts the binary on port 0 and reads the address from its one stdout line.
+/// Starts the binary on port 0 and reads the address from its one stdout line. Its stderr
+/// is piped and read only at the end, so tests that make many requests must use
+/// [`start_quiet`] (a full pipe would block the server's logging).
 fn start(root: &TestDir, extra: &[&str]) -> (Child, SocketAddr) {
+    start_logging(root, extra, "info")
+}
+
+/// [`start`] without the access log.
+fn start_quiet(root: &TestDir, extra: &[&str]) -> (Child, SocketAddr) {
+    start_logging(root, extra, "warn")
+}
+
+fn start_logging(root: &TestDir, extra: &[&str], rust_log: &str) -> (Child, SocketAddr) {
     let mut child = Command::new(BIN)
         .args(["--root", root.path.to_str().unwrap(), "--port", "0"])
         .args(extra)
-        .env("RUST_LOG", "info")
+        .env("RUST_LOG", rust_log)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -285,4 +296,110 @@ fn running_out_of_descriptors_backs_off_and_recovers() {
         "not rate-limited: {log}"
     );
     assert_eq!(status.code(), Some(0), "{log}");
+}
+
+/// `--drain-delay`: after SIGTERM the server keeps serving (new connections too) with
+/// `/health` at 503, then drains and exits 0.
+#[test]
+fn drain_delay_keeps_serving_with_health_503_first() {
+    let d = TestDir::new();
+    d.file("a.txt", "aaa\n");
+    let (mut child, addr) = start(&d, &["--drain-delay", "1"]);
+    let get = |path: &str| {
+        let mut s = TcpStream::connect(addr).expect("still accepting during the delay");
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .unwrap();
+        let mut got = String::new();
+        s.read_to_string(&mut got).unwrap();
+        got
+    };
+    assert!(get("/health").starts_with("HTTP/1.1 200 "));
+    let t = Instant::now();
+    signal(&child, "-TERM");
+    // The signal is handled on another thread: wait for health to flip, boundedly.
+    let flipped = (0..100).any(|_| {
+        let r = get("/health");
+        r.starts_with("HTTP/1.1 503 ") || {
+            std::thread::sleep(Duration::from_millis(10));
+            false
+        }
+    });
+    assert!(flipped, "health never turned 503");
+    assert!(
+        get("/a.txt").starts_with("HTTP/1.1 200 "),
+        "files are still served during the delay"
+    );
+    let status =
+        wait_with_timeout(&mut child, Duration::from_secs(10)).expect("exit after the delay");
+    assert!(
+        t.elapsed() >= Duration::from_millis(900),
+        "exited after {:?}",
+        t.elapsed()
+    );
+    assert_eq!(status.code(), Some(0));
+}
+
+/// The drain under load: client loops fetch a 64 KiB file over fresh connections while
+/// SIGINT arrives. Every response that started must be complete, and no connection that the
+/// server took may be reset.
+#[test]
+fn sigint_under_client_loops_truncates_and_resets_nothing() {
+    let d = TestDir::new();
+    let body: Vec<u8> = (0..65_536u32).map(|i| (i % 239) as u8).collect();
+    d.file("f.bin", &body);
+    let (mut child, addr) = start_quiet(&d, &["--shutdown-timeout", "10"]);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let loops: Vec<_> = (0..8)
+        .map(|_| {
+            let stop = stop.clone();
+            let body = body.clone();
+            std::thread::spawn(move || {
+                let (mut ok, mut truncated, mut resets, mut refused) = (0, 0, 0, 0);
+                let t = Instant::now();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                    && t.elapsed() < Duration::from_secs(10)
+                {
+                    let Ok(mut s) = TcpStream::connect(addr) else {
+                        refused += 1;
+                        break; // the listener is closed: this loop is done
+                    };
+                    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                    let _ =
+                        s.write_all(b"GET /f.bin HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+                    let mut got = Vec::new();
+                    match s.read_to_end(&mut got) {
+                        Ok(_) if got.ends_with(&body) && got.len() > body.len() => ok += 1,
+                        Ok(_) if got.is_empty() => resets += 1,
+                        Ok(_) => truncated += 1,
+                        Err(_) if got.is_empty() => resets += 1,
+                        Err(_) => truncated += 1,
+                    }
+                }
+                (ok, truncated, resets, refused)
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    signal(&child, "-INT");
+    let status =
+        wait_with_timeout(&mut child, Duration::from_secs(15)).expect("exit after the drain");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut ok, mut truncated, mut resets) = (0, 0, 0);
+    for l in loops {
+        let (o, t, r, _) = l.join().unwrap();
+        ok += o;
+        truncated += t;
+        resets += r;
+    }
+    eprintln!("drain under load: {ok} complete, {truncated} truncated, {resets} reset");
+    assert!(ok > 0, "no request succeeded before the signal");
+    assert_eq!(
+        (truncated, resets),
+        (0, 0),
+        "{ok} complete, {truncated} truncated, {resets} reset"
+    );
+    assert_eq!(status.code(), Some(0));
 }
