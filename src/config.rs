@@ -43,6 +43,10 @@ pub const OVERLOAD_WRITE_TIMEOUT: Duration = Duration::from_millis(20);
 /// How long we keep reading (and discarding) after sending a final error response, so the
 /// client sees the response rather than a reset (nginx `lingering_close`).
 pub const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
+/// Under saturation the keeper closes idle keep-alive connections, but only those idle at
+/// least this long: a connection idle for a moment is about to send its next request, and
+/// closing it would only make an active client reconnect.
+pub const SHED_IDLE_AFTER: Duration = Duration::from_secs(1);
 /// Most bytes discarded during a lingering close.
 pub const LINGER_MAX_BYTES: usize = 256 * 1024;
 /// Largest request body on GET/HEAD/OPTIONS that we read and throw away to keep the
@@ -84,6 +88,8 @@ pub struct Limits {
     pub linger_timeout: Duration,
     /// See [`DRAIN_FIRST_BYTE_GRACE`].
     pub drain_first_byte_grace: Duration,
+    /// See [`SHED_IDLE_AFTER`].
+    pub shed_idle_after: Duration,
 }
 
 impl Default for Limits {
@@ -100,6 +106,7 @@ impl Default for Limits {
             max_connections: MAX_CONNECTIONS,
             linger_timeout: LINGER_TIMEOUT,
             drain_first_byte_grace: DRAIN_FIRST_BYTE_GRACE,
+            shed_idle_after: SHED_IDLE_AFTER,
         }
     }
 }

@@ -177,9 +177,19 @@ impl Conn {
     }
 }
 
-/// Serves `conn` until it has no complete request and no ready bytes. `others_waiting`
-/// tells whether connections are queued for a worker (adaptive keep-alive and fairness).
-pub(crate) fn serve(mut conn: Conn, shared: &Shared, others_waiting: &dyn Fn() -> bool) -> Next {
+/// How busy the pool is, as a worker sees it (the queues belong to `pool`).
+pub(crate) trait Load {
+    /// Any connection, new or with a request ready, is waiting for a worker (fairness: a
+    /// pipelining client then goes to the back of the line).
+    fn others_waiting(&self) -> bool;
+    /// New connections wait in the accept queue (adaptive keep-alive: with every worker busy,
+    /// answers say `Connection: close`). Connections with a request ready do not count:
+    /// closing keep-alive for them would only make established clients reconnect.
+    fn new_waiting(&self) -> bool;
+}
+
+/// Serves `conn` until it has no complete request and no ready bytes.
+pub(crate) fn serve(mut conn: Conn, shared: &Shared, load: &dyn Load) -> Next {
     let limits = &shared.config.limits;
     let mut turn = 0u32;
     loop {
@@ -187,7 +197,7 @@ pub(crate) fn serve(mut conn: Conn, shared: &Shared, others_waiting: &dyn Fn() -
             match request::parse(&conn.buf, &mut conn.resume, limits) {
                 Ok(Parse::Complete { head, len }) => {
                     conn.consume(len);
-                    match exchange(&mut conn, head, shared, others_waiting) {
+                    match exchange(&mut conn, head, shared, load) {
                         Ok(true) => {}
                         Ok(false) => return close(conn),
                         Err(e) => {
@@ -196,7 +206,10 @@ pub(crate) fn serve(mut conn: Conn, shared: &Shared, others_waiting: &dyn Fn() -
                         }
                     }
                     turn += 1;
-                    if !conn.buf.is_empty() && turn >= MAX_REQUESTS_PER_TURN && others_waiting() {
+                    if !conn.buf.is_empty()
+                        && turn >= MAX_REQUESTS_PER_TURN
+                        && load.others_waiting()
+                    {
                         return Next::Requeue(conn);
                     }
                     continue;
@@ -257,7 +270,7 @@ fn exchange(
     conn: &mut Conn,
     head: RequestHead,
     shared: &Shared,
-    others_waiting: &dyn Fn() -> bool,
+    load: &dyn Load,
 ) -> io::Result<bool> {
     let start = Instant::now();
     let limits = &shared.config.limits;
@@ -285,7 +298,7 @@ fn exchange(
         && !body_left
         && conn.requests < limits.max_requests
         && !shared.shutdown.is_triggered()
-        && !(others_waiting()
+        && !(load.new_waiting()
             && shared.busy_workers.load(Ordering::Relaxed) >= shared.config.workers);
 
     let (status, bytes, keep) = respond(conn, &head, keep_alive, shared)?;

@@ -157,7 +157,7 @@ impl Keeper {
             if self.shared.shutdown.is_triggered() && !self.draining {
                 self.begin_drain();
             }
-            if self.draining && self.shared.open() == 0 {
+            if self.draining && self.shared.drained() {
                 break;
             }
             let mut timeout = self
@@ -342,8 +342,8 @@ impl Keeper {
     }
 
     /// Adaptive keep-alive (Apache event, nginx): while every worker is busy and new
-    /// connections wait in the queue, close idle keep-alive connections, oldest first, one
-    /// per waiting connection, so their clients come back through the queue in turn instead
+    /// connections wait in the queue, close idle keep-alive connections (idle at least
+    /// `shed_idle_after`), oldest first, one per waiting connection, so their clients come back through the queue in turn instead
     /// of holding connection slots. (Workers also answer `Connection: close` meanwhile.)
     fn shed_idle_under_load(&mut self) {
         let waiting = self.new_queue.len();
@@ -354,6 +354,10 @@ impl Keeper {
         if waiting == 0 || busy < self.shared.config.workers {
             return;
         }
+        let limits = &self.shared.config.limits;
+        let Some(idle_before) = Instant::now().checked_sub(limits.shed_idle_after) else {
+            return;
+        };
         let mut idle: Vec<(Instant, usize)> = self
             .slots
             .iter()
@@ -362,7 +366,9 @@ impl Keeper {
                 Some(Entry {
                     kind: Kind::Wait(conn),
                     ..
-                }) if conn.waiting() == Waiting::Idle => Some((conn.idle_since(), slot)),
+                }) if conn.waiting() == Waiting::Idle && conn.idle_since() <= idle_before => {
+                    Some((conn.idle_since(), slot))
+                }
                 _ => None,
             })
             .collect();

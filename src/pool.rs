@@ -13,7 +13,7 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{select, Receiver, Sender, TryRecvError};
 
-use crate::connection::{self, Conn, Next};
+use crate::connection::{self, Conn, Load, Next};
 use crate::keeper::{Job, KeeperHandle, Parcel};
 use crate::state::Shared;
 
@@ -51,7 +51,7 @@ pub(crate) fn start(
 }
 
 /// How a worker serves one connection; a parameter so that tests can make it panic.
-type ServeFn = fn(Conn, &Shared, &dyn Fn() -> bool) -> Next;
+type ServeFn = fn(Conn, &Shared, &dyn Load) -> Next;
 
 fn start_with(
     shared: &Arc<Shared>,
@@ -74,6 +74,16 @@ fn start_with(
         .collect()
 }
 
+impl Load for Queues {
+    fn others_waiting(&self) -> bool {
+        !self.ready.is_empty() || !self.new.is_empty()
+    }
+
+    fn new_waiting(&self) -> bool {
+        !self.new.is_empty()
+    }
+}
+
 struct DoneOnDrop(Sender<()>);
 
 impl Drop for DoneOnDrop {
@@ -86,9 +96,7 @@ fn work(shared: &Shared, q: &Queues, serve: ServeFn) {
     let mut new_open = true;
     while let Some(conn) = next_conn(q, &mut new_open) {
         shared.busy_workers.fetch_add(1, Ordering::Relaxed);
-        let others_waiting = || !q.ready.is_empty() || !q.new.is_empty();
-        let outcome =
-            panic::catch_unwind(AssertUnwindSafe(|| serve(conn, shared, &others_waiting)));
+        let outcome = panic::catch_unwind(AssertUnwindSafe(|| serve(conn, shared, q)));
         shared.busy_workers.fetch_sub(1, Ordering::Relaxed);
         match outcome {
             Ok(Next::Park(mut conn)) => {
@@ -153,7 +161,7 @@ mod tests {
     static CALLS: AtomicUsize = AtomicUsize::new(0);
 
     /// Panics on its first call, then answers "ok" and closes.
-    fn panics_once(conn: Conn, _: &Shared, _: &dyn Fn() -> bool) -> Next {
+    fn panics_once(conn: Conn, _: &Shared, _: &dyn Load) -> Next {
         if CALLS.fetch_add(1, Ordering::SeqCst) == 0 {
             panic!("injected panic");
         }
@@ -212,6 +220,7 @@ mod tests {
 
         drop(new_tx);
         shared.shutdown.trigger();
+        shared.acceptor_done.store(true, Ordering::SeqCst);
         for _ in 0..2 {
             done_rx
                 .recv_timeout(Duration::from_secs(5))

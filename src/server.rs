@@ -214,6 +214,7 @@ impl Server {
         };
         let started = pool::start(&shared, queues, done_tx);
         if let Err(source) = started {
+            shared.acceptor_done.store(true, Ordering::SeqCst);
             shared.shutdown.trigger();
             return Err(Error::Io {
                 context: "starting the workers",
@@ -230,6 +231,8 @@ impl Server {
         drop(listener);
         drop(new_tx);
         shared.shutdown.trigger();
+        shared.acceptor_done.store(true, Ordering::SeqCst);
+        shared.shutdown.wake_all(); // the keeper may be waiting for exactly this
         if let Err(e) = accepted {
             log::error!("accept loop failed: {e}");
         }

@@ -2,7 +2,7 @@
 //! stop token and a few counters. Counting open connections is what lets the drain know when
 //! it is finished and what enforces [`crate::config::Limits::max_connections`].
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::config::Config;
@@ -23,6 +23,9 @@ pub(crate) struct Shared {
     pub shed: AtomicU64,
     /// Workers currently serving a connection (the rest wait for jobs).
     pub busy_workers: AtomicUsize,
+    /// The acceptor is done (listener closed, last sweep queued): until then a drain is not
+    /// over even with no connection open, because one may still be accepted.
+    pub acceptor_done: AtomicBool,
 }
 
 impl Shared {
@@ -34,7 +37,13 @@ impl Shared {
             requests: AtomicU64::new(0),
             shed: AtomicU64::new(0),
             busy_workers: AtomicUsize::new(0),
+            acceptor_done: AtomicBool::new(false),
         })
+    }
+
+    /// Whether the drain is over: the acceptor is done and no connection is open anywhere.
+    pub fn drained(&self) -> bool {
+        self.acceptor_done.load(Ordering::SeqCst) && self.open() == 0
     }
 
     /// Connections open right now.

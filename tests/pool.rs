@@ -221,12 +221,14 @@ fn saturation_closes_idle_keep_alive_connections_early() {
     c.workers = 1;
     c.queue = 4;
     c.limits.keep_alive_timeout = Duration::from_secs(30);
+    c.limits.shed_idle_after = Duration::from_millis(100);
     let srv = TestServer::with_config(c);
 
     let mut idle = srv.connect();
     idle.write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n")
         .unwrap();
     assert_eq!(read_response(&mut idle, false).unwrap().status, 200);
+    std::thread::sleep(Duration::from_millis(150)); // idle past shed_idle_after
 
     let mut a = srv.connect();
     a.write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
@@ -246,4 +248,77 @@ fn saturation_closes_idle_keep_alive_connections_early() {
     );
     drop(a);
     assert_eq!(read_response(&mut b, false).unwrap().status, 200);
+}
+
+/// Drain step 3: a connection already queued when the stop comes is served, with
+/// `Connection: close`, not dropped.
+#[test]
+fn queued_connections_are_served_with_close_during_the_drain() {
+    let d = TestDir::new();
+    d.file("big.bin", vec![7u8; 64 << 20]);
+    d.file("a.txt", "aaa\n");
+    let mut c = support::config(&d.path);
+    c.workers = 1;
+    c.queue = 4;
+    let srv = TestServer::with_config(c);
+    let mut a = srv.connect();
+    a.write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let mut first = [0u8; 12];
+    a.read_exact(&mut first).unwrap();
+    let mut b = srv.connect();
+    b.write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+
+    srv.running.as_ref().unwrap().handle().shutdown();
+    drop(a); // frees the worker, which then takes B from the queue
+    let r = read_response(&mut b, false).unwrap();
+    assert_eq!((r.status, r.text().as_str()), (200, "aaa\n"));
+    assert_eq!(r.header("Connection"), Some("close"));
+}
+
+/// 64 keep-alive clients asking back to back against 4 workers: everyone is served, in turn,
+/// and no request waits longer than the budget documented in the README (p99 under 250 ms,
+/// worst under 1 s here, on a loaded 2-core CI machine).
+#[test]
+fn sixty_four_busy_keep_alive_clients_share_four_workers_fairly() {
+    let d = TestDir::new();
+    d.file("a.txt", vec![b'a'; 2048]);
+    let srv = TestServer::start(&d.path); // 4 workers
+    let addr = srv.addr;
+    let clients: Vec<_> = (0..64)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let connect = || {
+                    let s = TcpStream::connect(addr).unwrap();
+                    s.set_read_timeout(Some(support::IO_TIMEOUT)).unwrap();
+                    s
+                };
+                let mut s = connect();
+                let mut latencies = Vec::with_capacity(50);
+                for _ in 0..50 {
+                    let t = Instant::now();
+                    s.write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+                        .unwrap();
+                    let r = read_response(&mut s, false).expect("answered");
+                    assert_eq!(r.status, 200);
+                    latencies.push(t.elapsed());
+                    if r.header("Connection") == Some("close") {
+                        s = connect(); // as any client does after `Connection: close`
+                    }
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut all: Vec<Duration> = clients
+        .into_iter()
+        .flat_map(|c| c.join().unwrap())
+        .collect();
+    all.sort();
+    let p99 = all[all.len() * 99 / 100];
+    let worst = *all.last().unwrap();
+    assert_eq!(all.len(), 64 * 50);
+    assert!(p99 < Duration::from_millis(250), "p99 {p99:?}");
+    assert!(worst < Duration::from_secs(1), "worst {worst:?}");
 }
