@@ -87,6 +87,19 @@ fn start_quiet(root: &TestDir, extra: &[&str]) -> (Child, SocketAddr) {
     start_logging(root, extra, "warn")
 }
 
+/// Reads the address from the binary's one stdout line (`... listening on http://ADDR/ ...`).
+fn listening_address(child: &mut Child) -> SocketAddr {
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    line.split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+}
+
 fn start_logging(root: &TestDir, extra: &[&str], rust_log: &str) -> (Child, SocketAddr) {
     let mut child = Command::new(BIN)
         .args(["--root", root.path.to_str().unwrap(), "--port", "0"])
@@ -96,16 +109,7 @@ fn start_logging(root: &TestDir, extra: &[&str], rust_log: &str) -> (Child, Sock
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn poolserve");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    let addr = listening_address(&mut child);
     (child, addr)
 }
 
@@ -234,16 +238,7 @@ fn running_out_of_descriptors_backs_off_and_recovers() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn prlimit poolserve");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr: SocketAddr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    let addr = listening_address(&mut child);
 
     // Far more connections than 40 descriptors allow; the kernel backlog holds the rest.
     let hogs: Vec<TcpStream> = (0..80)

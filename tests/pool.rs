@@ -34,25 +34,35 @@ fn silent_and_idle_connections_do_not_starve_the_workers() {
     drop((silent, idle));
 }
 
-/// A worker blocked on a client that does not read (one worker, queue of one) makes the
-/// third connection overflow the queue: it must get the canned 503 at once.
-#[test]
-fn a_full_queue_answers_503_with_retry_after_at_once() {
-    let d = TestDir::new();
+/// A one-worker server (queue `queue`) whose only worker is held: client A asked for 64 MiB
+/// and does not read, so the worker blocks writing to it until A is dropped.
+fn one_held_worker(
+    d: &TestDir,
+    queue: usize,
+    tune: impl FnOnce(&mut poolserve::Config),
+) -> (TestServer, TcpStream) {
     d.file("big.bin", vec![7u8; 64 << 20]);
     d.file("a.txt", "aaa\n");
     let mut c = support::config(&d.path);
     c.workers = 1;
-    c.queue = 1;
+    c.queue = queue;
+    tune(&mut c);
     let srv = TestServer::with_config(c);
-
-    // A: takes the only worker, which blocks writing 64 MiB to a client that does not read.
     let mut a = srv.connect();
     a.write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
         .unwrap();
     let mut first = [0u8; 12];
     a.read_exact(&mut first).unwrap();
     assert_eq!(&first, b"HTTP/1.1 200");
+    (srv, a)
+}
+
+/// A worker blocked on a client that does not read (one worker, queue of one) makes the
+/// third connection overflow the queue: it must get the canned 503 at once.
+#[test]
+fn a_full_queue_answers_503_with_retry_after_at_once() {
+    let d = TestDir::new();
+    let (srv, a) = one_held_worker(&d, 1, |_| {});
 
     // B fills the queue; C overflows it.
     let mut b = srv.connect();
@@ -176,19 +186,7 @@ fn health_can_be_moved_or_turned_off() {
 #[test]
 fn overload_wait_applies_back_pressure_instead_of_503() {
     let d = TestDir::new();
-    d.file("big.bin", vec![7u8; 64 << 20]);
-    d.file("a.txt", "aaa\n");
-    let mut c = support::config(&d.path);
-    c.workers = 1;
-    c.queue = 1;
-    c.overload = poolserve::Overload::Wait;
-    let srv = TestServer::with_config(c);
-
-    let mut a = srv.connect();
-    a.write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
-        .unwrap();
-    let mut first = [0u8; 12];
-    a.read_exact(&mut first).unwrap();
+    let (srv, a) = one_held_worker(&d, 1, |c| c.overload = poolserve::Overload::Wait);
     let mut b = srv.connect();
     b.write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n")
         .unwrap();
@@ -224,12 +222,14 @@ fn saturation_closes_idle_keep_alive_connections_early() {
     c.limits.shed_idle_after = Duration::from_millis(100);
     let srv = TestServer::with_config(c);
 
+    // An idle keep-alive connection first (its request needs the one worker).
     let mut idle = srv.connect();
     idle.write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n")
         .unwrap();
     assert_eq!(read_response(&mut idle, false).unwrap().status, 200);
     std::thread::sleep(Duration::from_millis(150)); // idle past shed_idle_after
 
+    // A holds the worker (64 MiB to a client that does not read); B waits in the queue.
     let mut a = srv.connect();
     a.write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
         .unwrap();
@@ -255,17 +255,7 @@ fn saturation_closes_idle_keep_alive_connections_early() {
 #[test]
 fn queued_connections_are_served_with_close_during_the_drain() {
     let d = TestDir::new();
-    d.file("big.bin", vec![7u8; 64 << 20]);
-    d.file("a.txt", "aaa\n");
-    let mut c = support::config(&d.path);
-    c.workers = 1;
-    c.queue = 4;
-    let srv = TestServer::with_config(c);
-    let mut a = srv.connect();
-    a.write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
-        .unwrap();
-    let mut first = [0u8; 12];
-    a.read_exact(&mut first).unwrap();
+    let (srv, a) = one_held_worker(&d, 4, |_| {});
     let mut b = srv.connect();
     b.write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n")
         .unwrap();
