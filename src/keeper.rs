@@ -183,6 +183,10 @@ impl Keeper {
                 self.admit(parcel);
             }
             self.shed_idle_under_load();
+            let parked = self.slots.len() - self.free.len();
+            self.shared
+                .parked
+                .store(parked, std::sync::atomic::Ordering::Relaxed);
         }
         for _ in 0..self.shared.config.workers {
             let _ = self.ready.send(Job::Exit);
@@ -334,6 +338,9 @@ impl Keeper {
                 ..
             }) = self.remove(slot)
             {
+                self.shared
+                    .timeouts
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 if let Some((stream, open)) = connection::expire(conn) {
                     self.admit(Parcel::Linger(stream, open));
                 }

@@ -63,3 +63,4 @@ pub use config::{CliAction, Config, Limits, Overload};
 pub use error::{ConfigError, Error, HttpError};
 pub use server::{Running, Server, ServerHandle};
 pub use shutdown::Shutdown;
+pub use state::Stats;

@@ -30,10 +30,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Err(e) = poolserve::shutdown::on_signals(
-        server.handle().shutdown_token(),
-        server.config().drain_delay,
-    ) {
+    if let Err(e) = poolserve::shutdown::on_signals(server.handle(), server.config().drain_delay) {
         eprintln!("poolserve: cannot install signal handlers: {e}");
         return ExitCode::from(2);
     }

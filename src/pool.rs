@@ -94,7 +94,7 @@ impl Drop for DoneOnDrop {
 
 fn work(shared: &Shared, q: &Queues, serve: ServeFn) {
     let mut new_open = true;
-    while let Some(conn) = next_conn(q, &mut new_open) {
+    while let Some(conn) = next_conn(q, shared, &mut new_open) {
         shared.busy_workers.fetch_add(1, Ordering::Relaxed);
         let outcome = panic::catch_unwind(AssertUnwindSafe(|| serve(conn, shared, q)));
         shared.busy_workers.fetch_sub(1, Ordering::Relaxed);
@@ -122,7 +122,7 @@ fn work(shared: &Shared, q: &Queues, serve: ServeFn) {
 
 /// The next connection to serve, preferring those with bytes ready (they carry a request and
 /// must never wait behind the accept queue); `None` when the keeper says everything is closed.
-fn next_conn(q: &Queues, new_open: &mut bool) -> Option<Conn> {
+fn next_conn(q: &Queues, shared: &Shared, new_open: &mut bool) -> Option<Conn> {
     loop {
         match q.ready.try_recv() {
             Ok(Job::Serve(conn)) => return Some(conn),
@@ -141,7 +141,10 @@ fn next_conn(q: &Queues, new_open: &mut bool) -> Option<Conn> {
                 _ => None,
             },
             recv(q.new) -> conn => match conn {
-                Ok(conn) => return Some(conn),
+                Ok(conn) => {
+                    shared.queued.store(q.new.len(), Ordering::Relaxed);
+                    return Some(conn);
+                }
                 Err(_) => *new_open = false,
             },
         }

@@ -30,7 +30,7 @@ use crate::keeper::{self, KeeperHandle, Parcel};
 use crate::pool::{self, Queues};
 use crate::response::OVERLOADED;
 use crate::shutdown::Shutdown;
-use crate::state::{OpenGuard, Shared};
+use crate::state::{OpenGuard, Shared, Stats};
 
 const LISTENER: Token = Token(0);
 const WAKE: Token = Token(1);
@@ -55,6 +55,7 @@ pub struct Server {
 pub struct ServerHandle {
     shutdown: Shutdown,
     addr: SocketAddr,
+    shared: Arc<Shared>,
 }
 
 impl ServerHandle {
@@ -68,9 +69,14 @@ impl ServerHandle {
         self.addr
     }
 
-    /// The stop token, e.g. for [`crate::shutdown::on_signals`].
+    /// The stop token.
     pub fn shutdown_token(&self) -> Shutdown {
         self.shutdown.clone()
+    }
+
+    /// A snapshot of the server's counters (also logged on SIGUSR1 and at shutdown).
+    pub fn stats(&self) -> Stats {
+        self.shared.stats()
     }
 }
 
@@ -167,6 +173,7 @@ impl Server {
         ServerHandle {
             shutdown: self.shared.shutdown.clone(),
             addr: self.addr,
+            shared: Arc::clone(&self.shared),
         }
     }
 
@@ -244,6 +251,8 @@ impl Server {
         for _ in 0..workers + 1 {
             if done_rx.recv_deadline(deadline).is_err() {
                 let remaining = shared.open();
+                shared.forced.store(remaining as u64, Ordering::Relaxed);
+                log::info!("{}", shared.stats());
                 log::warn!(
                     "shutdown timeout: {remaining} connection(s) still open, giving up on them"
                 );
@@ -251,11 +260,11 @@ impl Server {
             }
         }
         log::info!(
-            "drained {open} connection(s) in {} ms ({} request(s) answered since start, {} shed)",
-            start.elapsed().as_millis(),
-            shared.requests.load(Ordering::Relaxed),
-            shared.shed.load(Ordering::Relaxed)
+            "drained {open} connection(s) in {} ms",
+            start.elapsed().as_millis()
         );
+        log::info!("{}", shared.stats());
+
         Ok(())
     }
 }
@@ -347,6 +356,7 @@ fn dispatch(
 ) {
     let over_limit = shared.open() >= shared.config.limits.max_connections;
     // (In `--overload wait` mode the accept loop does not get here while saturated.)
+    shared.accepted.fetch_add(1, Ordering::Relaxed);
     let conn = match Conn::new(stream, peer, shared) {
         Ok(conn) => conn,
         Err(e) => return log::debug!("{peer}: cannot set up the socket: {e}"),
@@ -356,6 +366,7 @@ fn dispatch(
     } else {
         match queue.try_send(conn) {
             Ok(()) => {
+                shared.queued.store(queue.len(), Ordering::Relaxed);
                 if shared.busy_workers.load(Ordering::Relaxed) >= shared.config.workers {
                     keeper.nudge(); // saturated: the keeper closes idle keep-alives
                 }

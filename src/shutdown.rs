@@ -95,16 +95,25 @@ impl Shutdown {
 
 /// Starts a thread named `signals` that, on the first SIGINT or SIGTERM, announces the stop
 /// (health turns 503), keeps serving for `drain_delay`, then triggers the drain; a second
-/// signal exits the process at once with status 130 (the operator asked twice).
+/// signal exits the process at once with status 130 (the operator asked twice). SIGUSR1 logs
+/// the server's counters.
 #[cfg(unix)]
-pub fn on_signals(shutdown: Shutdown, drain_delay: std::time::Duration) -> std::io::Result<()> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+pub fn on_signals(
+    handle: crate::ServerHandle,
+    drain_delay: std::time::Duration,
+) -> std::io::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
+    let shutdown = handle.shutdown_token();
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGUSR1])?;
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
             let mut seen = 0;
             for sig in signals.forever() {
+                if sig == SIGUSR1 {
+                    log::info!("{}", handle.stats());
+                    continue;
+                }
                 seen += 1;
                 let name = if sig == SIGINT { "SIGINT" } else { "SIGTERM" };
                 if seen == 1 && drain_delay.is_zero() {

@@ -21,6 +21,16 @@ pub(crate) struct Shared {
     pub requests: AtomicU64,
     /// Connections refused with the canned 503 since start.
     pub shed: AtomicU64,
+    /// Connections accepted since start.
+    pub accepted: AtomicU64,
+    /// Connections ended by a deadline (head 408, keep-alive idle, silent) since start.
+    pub timeouts: AtomicU64,
+    /// Connections still open when a drain hit the shutdown timeout.
+    pub forced: AtomicU64,
+    /// Connections parked with the keeper right now (idle, silent or partial heads).
+    pub parked: AtomicUsize,
+    /// Connections waiting in the accept queue right now (set by the acceptor and workers).
+    pub queued: AtomicUsize,
     /// Workers currently serving a connection (the rest wait for jobs).
     pub busy_workers: AtomicUsize,
     /// The acceptor is done (listener closed, last sweep queued): until then a drain is not
@@ -36,6 +46,11 @@ impl Shared {
             open: AtomicUsize::new(0),
             requests: AtomicU64::new(0),
             shed: AtomicU64::new(0),
+            accepted: AtomicU64::new(0),
+            timeouts: AtomicU64::new(0),
+            forced: AtomicU64::new(0),
+            parked: AtomicUsize::new(0),
+            queued: AtomicUsize::new(0),
             busy_workers: AtomicUsize::new(0),
             acceptor_done: AtomicBool::new(false),
         })
@@ -49,6 +64,53 @@ impl Shared {
     /// Connections open right now.
     pub fn open(&self) -> usize {
         self.open.load(Ordering::SeqCst)
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> Stats {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        Stats {
+            accepted: get(&self.accepted),
+            served: get(&self.requests),
+            active: self.busy_workers.load(Ordering::Relaxed),
+            queued: self.queued.load(Ordering::Relaxed),
+            idle: self.parked.load(Ordering::Relaxed),
+            shed: get(&self.shed),
+            timeouts: get(&self.timeouts),
+            forced: get(&self.forced),
+        }
+    }
+}
+
+/// Server counters, as logged on SIGUSR1 and at shutdown (nginx `stub_status` in spirit).
+/// Each is a lock-free atomic read; the snapshot is not one instant across all of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stats {
+    /// Connections accepted since start.
+    pub accepted: u64,
+    /// Requests answered since start.
+    pub served: u64,
+    /// Workers serving a connection now.
+    pub active: usize,
+    /// Connections waiting in the accept queue now.
+    pub queued: usize,
+    /// Connections parked with the keeper now (idle keep-alive, silent, partial heads).
+    pub idle: usize,
+    /// Connections refused with 503 since start.
+    pub shed: u64,
+    /// Connections ended by a deadline since start.
+    pub timeouts: u64,
+    /// Connections given up on when a drain hit the shutdown timeout.
+    pub forced: u64,
+}
+
+impl std::fmt::Display for Stats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "stats: accepted={} served={} active={} queued={} idle={} shed={} timeouts={} forced={}",
+            self.accepted, self.served, self.active, self.queued, self.idle, self.shed, self.timeouts, self.forced
+        )
     }
 }
 

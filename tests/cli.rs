@@ -398,3 +398,35 @@ fn sigint_under_client_loops_truncates_and_resets_nothing() {
     );
     assert_eq!(status.code(), Some(0));
 }
+
+/// SIGUSR1 logs a stats line with the counters, and the shutdown logs another.
+#[test]
+fn sigusr1_logs_the_counters() {
+    let d = TestDir::new();
+    d.file("a.txt", "aaa\n");
+    let (mut child, addr) = start(&d, &[]);
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut got = String::new();
+    s.read_to_string(&mut got).unwrap();
+    signal(&child, "-USR1");
+    std::thread::sleep(Duration::from_millis(200)); // USR1 before TERM
+    signal(&child, "-TERM");
+    let status = wait_with_timeout(&mut child, Duration::from_secs(10)).expect("exit");
+    let mut log = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    let stats: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("stats: accepted="))
+        .collect();
+    assert_eq!(stats.len(), 2, "{log}");
+    assert!(stats[0].contains("accepted=1 served=1 "), "{}", stats[0]);
+    assert!(stats[1].contains("forced=0"), "{}", stats[1]);
+    assert_eq!(status.code(), Some(0));
+}

@@ -81,6 +81,9 @@ fn a_full_queue_answers_503_with_retry_after_at_once() {
         t.elapsed()
     );
     assert!(is_closed(&mut c));
+    let stats = srv.running.as_ref().unwrap().handle().stats();
+    assert_eq!(stats.shed, 1, "{stats}");
+    assert!(stats.accepted >= 3 && stats.active == 1, "{stats}");
 
     // Releasing A lets the worker serve B, which was queued, not dropped.
     drop(a);
