@@ -244,6 +244,7 @@ impl Server {
             log::error!("accept loop failed: {e}");
         }
         let open = shared.open();
+        let served_before = shared.requests.load(Ordering::Relaxed);
         log::info!("shutting down: stopped accepting, draining {open} open connection(s)");
 
         let start = shared.shutdown.triggered_at().unwrap_or_else(Instant::now);
@@ -260,8 +261,9 @@ impl Server {
             }
         }
         log::info!(
-            "drained {open} connection(s) in {} ms",
-            start.elapsed().as_millis()
+            "drained {open} connection(s) in {} ms, answering {} request(s) during the drain",
+            start.elapsed().as_millis(),
+            shared.requests.load(Ordering::Relaxed) - served_before
         );
         log::info!("{}", shared.stats());
 

@@ -315,3 +315,30 @@ fn sixty_four_busy_keep_alive_clients_share_four_workers_fairly() {
     assert!(p99 < Duration::from_millis(250), "p99 {p99:?}");
     assert!(worst < Duration::from_secs(1), "worst {worst:?}");
 }
+
+/// Drain step 5: the shutdown timeout bounds the drain; a download that outlives it is given
+/// up on and the result says the drain was forced (the binary then exits 1).
+#[test]
+fn a_drain_that_outlives_the_shutdown_timeout_is_forced() {
+    let d = TestDir::new();
+    d.file("big.bin", vec![7u8; 64 << 20]);
+    let mut c = support::config(&d.path);
+    c.limits.shutdown_timeout = Duration::from_millis(300);
+    let srv = TestServer::with_config(c);
+    let mut stuck = srv.connect();
+    stuck
+        .write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let mut first = [0u8; 12];
+    stuck.read_exact(&mut first).unwrap();
+    let t = Instant::now();
+    match srv.stop() {
+        Err(poolserve::Error::ShutdownTimeout { remaining }) => assert_eq!(remaining, 1),
+        other => panic!("expected a forced drain, got {other:?}"),
+    }
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "stop took {:?}",
+        t.elapsed()
+    );
+}
