@@ -113,6 +113,18 @@ fn start_logging(root: &TestDir, extra: &[&str], rust_log: &str) -> (Child, Sock
     (child, addr)
 }
 
+/// Everything the (exited) child wrote to stderr.
+fn stderr_of(child: &mut Child) -> String {
+    let mut log = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    log
+}
+
 fn signal(child: &Child, sig: &str) {
     let ok = Command::new("kill")
         .args([sig, &child.id().to_string()])
@@ -172,13 +184,7 @@ fn sigint_during_a_slow_download_completes_it_and_exits_0() {
     );
 
     let status = wait_with_timeout(&mut child, Duration::from_secs(20)).expect("exit after drain");
-    let mut log = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut log)
-        .unwrap();
+    let log = stderr_of(&mut child);
     assert_eq!(status.code(), Some(0), "{log}");
     assert!(log.contains("drained 1 connection"), "{log}");
 }
@@ -278,13 +284,7 @@ fn running_out_of_descriptors_backs_off_and_recovers() {
     signal(&child, "-TERM");
     let status =
         wait_with_timeout(&mut child, Duration::from_secs(15)).expect("exit after SIGTERM");
-    let mut log = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut log)
-        .unwrap();
+    let log = stderr_of(&mut child);
     assert!(log.contains("accept failed"), "EMFILE not logged: {log}");
     assert!(
         log.lines().filter(|l| l.contains("accept failed")).count() < 20,
@@ -414,13 +414,7 @@ fn sigusr1_logs_the_counters() {
     std::thread::sleep(Duration::from_millis(200)); // USR1 before TERM
     signal(&child, "-TERM");
     let status = wait_with_timeout(&mut child, Duration::from_secs(10)).expect("exit");
-    let mut log = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut log)
-        .unwrap();
+    let log = stderr_of(&mut child);
     let stats: Vec<&str> = log
         .lines()
         .filter(|l| l.contains("stats: accepted="))

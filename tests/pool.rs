@@ -9,31 +9,6 @@ use std::time::{Duration, Instant};
 
 use support::{is_closed, read_response, TestDir, TestServer};
 
-#[test]
-fn silent_and_idle_connections_do_not_starve_the_workers() {
-    let d = TestDir::new();
-    d.file("a.txt", "aaa\n");
-    let srv = TestServer::start(&d.path); // 4 workers
-    let silent: Vec<TcpStream> = (0..100).map(|_| srv.connect()).collect();
-    let mut idle = Vec::new();
-    for _ in 0..100 {
-        let mut s = srv.connect();
-        s.write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n")
-            .unwrap();
-        assert_eq!(read_response(&mut s, false).unwrap().status, 200);
-        idle.push(s);
-    }
-    let t = Instant::now();
-    let r = srv.get("/a.txt");
-    assert_eq!(r.status, 200);
-    assert!(
-        t.elapsed() < Duration::from_secs(2),
-        "fresh GET took {:?}",
-        t.elapsed()
-    );
-    drop((silent, idle));
-}
-
 /// A one-worker server (queue `queue`) whose only worker is held: client A asked for 64 MiB
 /// and does not read, so the worker blocks writing to it until A is dropped.
 fn one_held_worker(
