@@ -302,7 +302,7 @@ fn exchange(
             && shared.busy_workers.load(Ordering::Relaxed) >= shared.config.workers);
 
     let (status, bytes, keep) = respond(conn, &head, keep_alive, shared)?;
-    if shared.config.health_path.as_deref() == Some(head.path.as_str()) {
+    if is_health_probe(&head, shared) {
         log::debug!("{} health probe: {}", conn.peer, status.code());
     } else {
         access_log(conn.peer, &request_line(&head), status, bytes, start);
@@ -327,6 +327,19 @@ fn connection_value(version: Version, keep: bool) -> Option<&'static str> {
     }
 }
 
+/// Adds `Connection` to a response head when [`connection_value`] says one is due.
+fn connection_header(out: &mut Head, version: Version, keep: bool) {
+    if let Some(c) = connection_value(version, keep) {
+        out.header("Connection", c);
+    }
+}
+
+/// A request for the health path: GET/HEAD are answered by [`send_health`]; any of them is
+/// logged at debug only.
+fn is_health_probe(head: &RequestHead, shared: &Shared) -> bool {
+    shared.config.health_path.as_deref() == Some(head.path.as_str())
+}
+
 /// Writes the response to `head`. Returns (status, body bytes sent, connection kept).
 fn respond(
     conn: &mut Conn,
@@ -342,15 +355,13 @@ fn respond(
             // Content-Length (RFC 9110 §8.6).
             let mut h = Head::new(Status::NoContent);
             h.header("Allow", ALLOW);
-            if let Some(c) = connection_value(head.version, keep) {
-                h.header("Connection", c);
-            }
+            connection_header(&mut h, head.version, keep);
             conn.write_all(&h.finish())?;
             return Ok((Status::NoContent, 0, keep));
         }
         _ => return send_error(conn, head, HttpError::MethodNotAllowed, keep),
     }
-    if shared.config.health_path.as_deref() == Some(head.path.as_str()) {
+    if is_health_probe(head, shared) {
         return send_health(conn, head, keep, shared);
     }
     let opts = ResolveOptions {
@@ -396,9 +407,7 @@ fn send_health(
     out.header("Content-Type", "text/plain; charset=utf-8")
         .header("Content-Length", body.len())
         .header("Cache-Control", "no-store");
-    if let Some(c) = connection_value(head.version, keep) {
-        out.header("Connection", c);
-    }
+    connection_header(&mut out, head.version, keep);
     let mut bytes = out.finish();
     let head_only = head.method == Method::Head;
     if !head_only {
@@ -458,9 +467,7 @@ fn send_representation(
         out.header("Accept-Ranges", "bytes")
             .header("X-Content-Type-Options", "nosniff");
     }
-    if let Some(c) = connection_value(head.version, keep) {
-        out.header("Connection", c);
-    }
+    connection_header(&mut out, head.version, keep);
     conn.set_nonblocking(false)?;
     let sent = match plan {
         Plan::NotModified => {
