@@ -128,6 +128,16 @@ pub fn etag(len: u64, modified: Option<SystemTime>) -> String {
     )
 }
 
+/// The ETag of a precompressed variant: the sidecar's own [`etag`] with the coding appended
+/// inside the quotes (`"5f1b3a2c.0-3e8-br"`), so a variant can never share a tag with the
+/// identity file or another coding, even when lengths and mtimes coincide (RFC 9110 §8.8.3:
+/// each representation its own tag).
+pub fn variant_etag(len: u64, modified: Option<SystemTime>, coding: &str) -> String {
+    let mut tag = etag(len, modified);
+    tag.insert_str(tag.len() - 1, &format!("-{coding}"));
+    tag
+}
+
 /// Evaluates the preconditions in the order of RFC 9110 §13.2.2, then the `Range` field.
 ///
 /// `is_get_or_head` is false for other methods: then only `If-Match` and
@@ -569,6 +579,20 @@ mod tests {
             etag(16, Some(UNIX_EPOCH - Duration::from_millis(1500))),
             "\"-1.1dcd6500-10\""
         );
+    }
+
+    #[test]
+    fn variant_tags_differ_from_the_file_and_each_other() {
+        let plain = etag(5, Some(at(1)));
+        let br = variant_etag(5, Some(at(1)), "br");
+        let gz = variant_etag(5, Some(at(1)), "gzip");
+        assert_eq!(br, format!("{}-br\"", &plain[..plain.len() - 1]));
+        assert_eq!(variant_etag(16, None, "gzip"), "W/\"10-gzip\"");
+        for tag in [&br, &gz] {
+            assert_ne!(tag, &plain);
+            assert!(single_tag(tag).is_some(), "{tag}");
+        }
+        assert_ne!(br, gz);
     }
 
     #[test]

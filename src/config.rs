@@ -132,6 +132,11 @@ pub struct Config {
     /// Path of the health endpoint (`None`: off). GET/HEAD answer 200 while serving and 503
     /// from the first stop signal, so a load balancer stops sending traffic before the drain.
     pub health_path: Option<String>,
+    /// A file served (status 404) instead of the built-in not-found page.
+    pub not_found_page: Option<PathBuf>,
+    /// A file served (status 200, with validators and ranges) for a GET or HEAD of a missing
+    /// path without a file extension: the entry page of a single-page app.
+    pub fallback: Option<PathBuf>,
     /// Per-connection limits and timeouts.
     pub limits: Limits,
 }
@@ -161,6 +166,8 @@ impl Default for Config {
             drain_delay: Duration::ZERO,
             hidden: false,
             health_path: Some(DEFAULT_HEALTH_PATH.to_string()),
+            not_found_page: None,
+            fallback: None,
             limits: Limits::default(),
         }
     }
@@ -220,6 +227,9 @@ Options:
   --hidden                 serve dotfiles and dot-directories (404 otherwise)
   --health-path PATH       health endpoint: 200 while serving, 503 once stopping;
                            \"off\" disables it [default: /health]
+  --404 FILE               serve FILE (status 404) for paths that are not found
+  --fallback FILE          serve FILE (status 200) for a missing path without an
+                           extension: a single-page app's entry, e.g. html/index.html
   -h, --help               print this help and exit
   -V, --version            print the version and exit
 
@@ -335,6 +345,8 @@ impl Config {
                     }
                 }
                 "--hidden" if inline.is_none() => cfg.hidden = true,
+                "--404" => cfg.not_found_page = Some(PathBuf::from(value("--404")?)),
+                "--fallback" => cfg.fallback = Some(PathBuf::from(value("--fallback")?)),
                 "--health-path" => {
                     let path = value("--health-path")?;
                     cfg.health_path = match path.as_str() {
@@ -473,6 +485,10 @@ mod tests {
             cfg(&["--health-path=/-/ready"]).health_path.as_deref(),
             Some("/-/ready")
         );
+        let c = cfg(&["--404", "site/404.html", "--fallback=site/index.html"]);
+        assert_eq!(c.not_found_page, Some(PathBuf::from("site/404.html")));
+        assert_eq!(c.fallback, Some(PathBuf::from("site/index.html")));
+        assert_eq!(cfg(&[]).fallback, None);
         let c = cfg(&["--addr", "[::1]:81", "--hidden", "--max-requests", "5"]);
         assert_eq!(c.addr, "[::1]:81".parse().unwrap());
         assert!(c.hidden);

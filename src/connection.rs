@@ -10,12 +10,14 @@
 
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::net::{Shutdown as Half, SocketAddr, TcpStream};
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use crate::body::BodyDiscarder;
 use crate::conditional::{self, Plan, Preconditions};
 use crate::config::{Limits, MAX_DISCARD_BODY};
+use crate::encoding;
 use crate::error::HttpError;
 use crate::request::{self, BodyFraming, Method, Parse, RequestHead, Version};
 use crate::resolve::{self, ResolveOptions, Resolved};
@@ -373,7 +375,9 @@ fn respond(
         head.query.as_deref(),
         &opts,
     ) {
-        Ok(Resolved::File(file)) => send_representation(conn, head, file, keep),
+        Ok(Resolved::File(file)) => {
+            send_representation(conn, head, file, &shared.config.root, keep)
+        }
         Ok(Resolved::Redirect(location)) => {
             let status = Status::MovedPermanently;
             let (bytes, body) = response::status_response(
@@ -385,8 +389,56 @@ fn respond(
             conn.write_all(&bytes)?;
             Ok((status, body, keep))
         }
+        Err(HttpError::NotFound) => send_not_found(conn, head, keep, shared),
         Err(e) => send_error(conn, head, e, keep),
     }
+}
+
+/// A path that resolves to nothing: the `--fallback` page (200) for an extensionless path,
+/// else the `--404` page, else the built-in 404. A configured page that cannot be opened
+/// now (deleted after start-up) is logged and the built-in answer is sent instead.
+fn send_not_found(
+    conn: &mut Conn,
+    head: &RequestHead,
+    keep: bool,
+    shared: &Shared,
+) -> io::Result<(Status, u64, bool)> {
+    let config = &shared.config;
+    if let Some(path) = config.fallback.as_deref() {
+        if !resolve::has_extension(&head.path) {
+            match resolve::open_page(path) {
+                // Its precompressed sidecars count when they sit beside it.
+                Ok(file) => {
+                    let dir = path.parent().unwrap_or(path);
+                    return send_representation(conn, head, file, dir, keep);
+                }
+                Err(e) => log::warn!("--fallback {}: {e:?}", path.display()),
+            }
+        }
+    }
+    if let Some(path) = config.not_found_page.as_deref() {
+        match resolve::open_page(path) {
+            Ok(mut page) => {
+                let mut out = Head::new(Status::NotFound);
+                out.header("Content-Type", crate::mime::content_type(&page.path))
+                    .header("Content-Length", page.len)
+                    .header("X-Content-Type-Options", "nosniff");
+                connection_header(&mut out, head.version, keep);
+                conn.set_nonblocking(false)?;
+                let head_only = head.method == Method::Head;
+                let sent = response::send_file(
+                    &mut conn.stream,
+                    out.finish(),
+                    &mut page.file,
+                    page.len,
+                    head_only,
+                )?;
+                return Ok((Status::NotFound, sent, keep));
+            }
+            Err(e) => log::warn!("--404 {}: {e:?}", path.display()),
+        }
+    }
+    send_error(conn, head, HttpError::NotFound, keep)
 }
 
 /// The health endpoint: 200 `ok` while serving, 503 `draining` from the first stop signal
@@ -419,14 +471,45 @@ fn send_health(
 
 /// Sends a file as RFC 9110 §13 and §14 say: conditionals first, then ranges. Every
 /// answer about the file carries its validators (ETag, Last-Modified) and `Accept-Ranges`.
+///
+/// When precompressed sidecars exist (`FILE.br`, `FILE.gz`, which must lie inside `root`),
+/// the client's `Accept-Encoding` picks one ([`encoding::choose`]); the chosen file is then
+/// the representation: its own length, validators and ranges, the original's Content-Type,
+/// and `Content-Encoding`. Every answer about a file with sidecars says
+/// `Vary: Accept-Encoding` (RFC 9110 §12.5.5), identity ones included, so caches keep the
+/// variants apart.
 fn send_representation(
     conn: &mut Conn,
     head: &RequestHead,
     mut file: resolve::FileInfo,
+    root: &Path,
     keep: bool,
 ) -> io::Result<(Status, u64, bool)> {
     let head_only = head.method == Method::Head;
-    let etag = conditional::etag(file.len, file.modified);
+    let content_type = crate::mime::content_type(&file.path);
+    let available = resolve::variants(&file);
+    let mut coding = None;
+    if !available.is_empty() {
+        let accept = join_fields(&head.headers, "accept-encoding");
+        if let Some(chosen) = encoding::choose(accept.as_deref(), &available) {
+            match resolve::open_variant(root, &file, chosen) {
+                Ok(variant) => {
+                    file = variant;
+                    coding = Some(chosen);
+                }
+                Err(e) => log::debug!("{}: variant {chosen:?} unusable: {e:?}", conn.peer),
+            }
+        }
+    }
+    let etag = match coding {
+        Some(c) => conditional::variant_etag(file.len, file.modified, c.token()),
+        None => conditional::etag(file.len, file.modified),
+    };
+    let vary: &[(&str, &str)] = if available.is_empty() {
+        &[]
+    } else {
+        &[("Vary", "Accept-Encoding")]
+    };
     let h = &head.headers;
     let pre = Preconditions {
         if_match: h.get("if-match"),
@@ -437,7 +520,6 @@ fn send_representation(
         range: h.get("range"),
     };
     let plan = conditional::evaluate(&pre, true, &etag, file.modified, file.len);
-    let content_type = crate::mime::content_type(&file.path);
     let status = match &plan {
         Plan::Full => Status::Ok,
         Plan::NotModified => Status::NotModified,
@@ -451,7 +533,7 @@ fn send_representation(
                 Status::RangeNotSatisfiable,
                 head_only,
                 connection_value(head.version, keep),
-                &[("Content-Range", &range)],
+                &[&[("Content-Range", range.as_str())], vary].concat(),
             );
             conn.write_all(&bytes)?;
             return Ok((Status::RangeNotSatisfiable, body, keep));
@@ -462,10 +544,16 @@ fn send_representation(
     if let Some(modified) = file.modified {
         out.header("Last-Modified", crate::http_date::format(modified));
     }
-    // RFC 9110 §15.4.5: a 304 carries the validators and no content.
+    for (name, value) in vary {
+        out.header(name, value);
+    }
+    // RFC 9110 §15.4.5: a 304 carries the validators and Vary, no content metadata.
     if status != Status::NotModified {
         out.header("Accept-Ranges", "bytes")
             .header("X-Content-Type-Options", "nosniff");
+        if let Some(c) = coding {
+            out.header("Content-Encoding", c.token());
+        }
     }
     connection_header(&mut out, head.version, keep);
     conn.set_nonblocking(false)?;
@@ -516,6 +604,17 @@ fn send_representation(
         }
     };
     Ok((status, sent, keep))
+}
+
+/// All field lines of a list-valued field joined with commas (RFC 9110 §5.3), or `None`.
+fn join_fields(headers: &request::Headers, name: &str) -> Option<String> {
+    let mut values = headers.get_all(name);
+    let first = values.next()?;
+    Some(values.fold(first.to_string(), |mut all, v| {
+        all.push(',');
+        all.push_str(v);
+        all
+    }))
 }
 
 fn send_error(

@@ -31,6 +31,15 @@ pub enum Error {
         /// Why it cannot be served.
         reason: String,
     },
+    /// A page named by `--404` or `--fallback` is missing or not a regular file.
+    Page {
+        /// The flag that named it.
+        flag: &'static str,
+        /// The path as configured.
+        path: PathBuf,
+        /// Why it cannot be served.
+        reason: String,
+    },
     /// A thread could not be started or another I/O failure outside any one connection.
     Io {
         /// What we were doing.
@@ -52,6 +61,9 @@ impl fmt::Display for Error {
             Error::Bind { addr, source } => write!(f, "cannot bind {addr}: {source}"),
             Error::Root { path, reason } => {
                 write!(f, "cannot serve root {}: {reason}", path.display())
+            }
+            Error::Page { flag, path, reason } => {
+                write!(f, "{flag}: cannot serve {}: {reason}", path.display())
             }
             Error::Io { context, source } => write!(f, "{context}: {source}"),
             Error::ShutdownTimeout { remaining } => write!(

@@ -45,6 +45,7 @@ pub mod body;
 pub mod conditional;
 pub mod config;
 mod connection;
+pub mod encoding;
 pub mod error;
 pub mod http_date;
 mod keeper;

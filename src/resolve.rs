@@ -16,6 +16,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use crate::encoding::Coding;
 use crate::error::HttpError;
 
 /// The file served for a request naming a directory with a trailing slash.
@@ -152,6 +153,50 @@ pub fn resolve(
         return Err(HttpError::NotFound);
     }
     open_inside(root, &full).map(Resolved::File)
+}
+
+/// The precompressed sidecars of `file` that exist as regular files (`FILE.br`, `FILE.gz`
+/// next to the file actually opened), in [`Coding::ALL`] order. One `stat` per coding: the
+/// answer decides `Vary`, which must be sent even when the client takes identity.
+pub fn variants(file: &FileInfo) -> Vec<Coding> {
+    Coding::ALL
+        .into_iter()
+        .filter(|c| fs::metadata(sidecar_path(&file.path, *c)).is_ok_and(|m| m.is_file()))
+        .collect()
+}
+
+/// Opens the `coding` sidecar of `file` with the same checks as the file itself: a regular
+/// file, opened without blocking, whose real path is inside `root`.
+pub fn open_variant(root: &Path, file: &FileInfo, coding: Coding) -> Result<FileInfo, HttpError> {
+    open_inside(root, &sidecar_path(&file.path, coding))
+}
+
+/// Opens a configured page (`--404`, `--fallback`) by its canonical path: a regular file,
+/// opened without blocking. It may live outside the root: the operator named it.
+pub fn open_page(path: &Path) -> Result<FileInfo, HttpError> {
+    let file = open_regular(path)?;
+    let meta = file.metadata().map_err(|e| fs_error(&e))?;
+    Ok(FileInfo {
+        file,
+        path: path.to_path_buf(),
+        len: meta.len(),
+        modified: meta.modified().ok(),
+    })
+}
+
+/// Whether the last segment of a request path has a file extension (a dot after its first
+/// byte): `--fallback` answers only paths without one, so a missing `/app.js` stays a 404
+/// while `/users/42` gets the single-page app.
+pub fn has_extension(path: &str) -> bool {
+    let decoded = percent_decode(path).unwrap_or_default();
+    let last = decoded.rsplit(|&b| b == b'/').next().unwrap_or_default();
+    last.len() > 1 && last[1..].contains(&b'.')
+}
+
+fn sidecar_path(path: &Path, coding: Coding) -> PathBuf {
+    let mut name = path.as_os_str().to_os_string();
+    name.push(coding.suffix());
+    PathBuf::from(name)
 }
 
 /// Percent-decodes exactly once (RFC 3986 §2.1): `%` must be followed by two hex digits (either
@@ -312,6 +357,24 @@ mod tests {
 
     fn bad(r: Result<Vec<u8>, HttpError>) -> bool {
         matches!(r, Err(HttpError::BadRequest(_)))
+    }
+
+    #[test]
+    fn extension_table() {
+        let rows = [
+            ("/", false),
+            ("/users/42", false),
+            ("/app.js", true),
+            ("/a/b.c/d", false),
+            ("/.env", false),
+            ("/dir/.hidden.txt", true),
+            ("/v1.2/", false),
+            ("/a%2Ejs", true),
+            ("/x.", true),
+        ];
+        for (path, want) in rows {
+            assert_eq!(has_extension(path), want, "{path}");
+        }
     }
 
     #[test]

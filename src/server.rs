@@ -14,6 +14,7 @@
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -123,6 +124,24 @@ impl Drop for Running {
     }
 }
 
+/// Canonicalizes a configured page and checks that it is a regular file, so a typo fails
+/// at start-up (exit 2) instead of on the first 404.
+fn page(flag: &'static str, path: Option<PathBuf>) -> Result<Option<PathBuf>, Error> {
+    let Some(path) = path else { return Ok(None) };
+    let err = |reason: String| Error::Page {
+        flag,
+        path: path.clone(),
+        reason,
+    };
+    let real = path
+        .canonicalize()
+        .map_err(|e| err(e.to_string().to_lowercase()))?;
+    if !real.is_file() {
+        return Err(err("not a regular file".into()));
+    }
+    Ok(Some(real))
+}
+
 impl Server {
     /// Validates the root and binds the address. Nothing runs yet.
     pub fn bind(mut config: Config) -> Result<Server, Error> {
@@ -138,6 +157,8 @@ impl Server {
             return Err(root_err("not a directory".into()));
         }
         config.root = root;
+        config.not_found_page = page("--404", config.not_found_page.take())?;
+        config.fallback = page("--fallback", config.fallback.take())?;
         config.workers = config.workers.max(1);
         config.queue = config.queue.max(1);
         let listener = TcpListener::bind(config.addr).map_err(|source| Error::Bind {
