@@ -8,6 +8,7 @@
 use std::ffi::OsString;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use crate::error::ConfigError;
@@ -139,11 +140,14 @@ pub struct Config {
     pub fallback: Option<PathBuf>,
     /// Per-connection limits and timeouts.
     pub limits: Limits,
+    /// Test seam, never set by the command line: see [`HoldGate`].
+    #[doc(hidden)]
+    pub hold: Option<HoldGate>,
 }
 
-/// Default worker count: workers never wait on an idle or slow-to-send client (the keeper
-/// holds those), so they are busy with CPU work, file reads or writes to slow readers; four per
-/// core keeps every core busy while a few workers are blocked on disk or a slow reader.
+/// Default worker count: workers never wait on a client, quiet or slow to read (the keeper
+/// holds those), so they are busy with CPU work or file reads; four per core keeps every core
+/// busy while a few workers are blocked on a disk read.
 pub fn default_workers() -> usize {
     (num_cpus::get() * 4).max(4)
 }
@@ -169,6 +173,7 @@ impl Default for Config {
             not_found_page: None,
             fallback: None,
             limits: Limits::default(),
+            hold: None,
         }
     }
 }
@@ -432,6 +437,66 @@ pub fn parse_duration(name: &str, s: &str) -> Result<Duration, ConfigError> {
     }
     Ok(d)
 }
+
+/// A seam for saturation tests. A worker never waits on a client, so a test cannot hold one
+/// with a slow client any more; instead a request for [`HoldGate::path`] makes its worker
+/// wait here until [`HoldGate::release`] (or [`HOLD_MAX`] passes, so a failed test cannot
+/// hang a drain). Hidden from the docs and absent unless a test sets it.
+#[doc(hidden)]
+#[derive(Debug, Clone)]
+pub struct HoldGate {
+    /// The request path that holds its worker.
+    pub path: String,
+    state: Arc<(Mutex<(bool, usize)>, Condvar)>,
+}
+
+/// The longest a [`HoldGate`] holds a worker.
+#[doc(hidden)]
+pub const HOLD_MAX: Duration = Duration::from_secs(20);
+
+impl HoldGate {
+    /// A closed gate for requests of `path`.
+    pub fn new(path: &str) -> HoldGate {
+        HoldGate {
+            path: path.to_string(),
+            state: Arc::new((Mutex::new((false, 0)), Condvar::new())),
+        }
+    }
+
+    /// Opens the gate for good: held workers go on.
+    pub fn release(&self) {
+        let (lock, cvar) = &*self.state;
+        lock.lock().unwrap_or_else(|e| e.into_inner()).0 = true;
+        cvar.notify_all();
+    }
+
+    /// Workers waiting at the gate now.
+    pub fn held(&self) -> usize {
+        self.state.0.lock().unwrap_or_else(|e| e.into_inner()).1
+    }
+
+    /// Waits at the gate if `path` is the held one and the gate is closed.
+    pub fn wait_if(&self, path: &str) {
+        if path != self.path {
+            return;
+        }
+        let (lock, cvar) = &*self.state;
+        let mut st = lock.lock().unwrap_or_else(|e| e.into_inner());
+        st.1 += 1;
+        let (mut st, _) = cvar
+            .wait_timeout_while(st, HOLD_MAX, |s| !s.0)
+            .unwrap_or_else(|e| e.into_inner());
+        st.1 -= 1;
+    }
+}
+
+impl PartialEq for HoldGate {
+    fn eq(&self, other: &HoldGate) -> bool {
+        Arc::ptr_eq(&self.state, &other.state)
+    }
+}
+
+impl Eq for HoldGate {}
 
 #[cfg(test)]
 mod tests {

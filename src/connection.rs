@@ -1,6 +1,12 @@
 //! One connection's life while a worker holds it: read what is there without waiting, answer
 //! every complete request in the buffer (pipelining, in order), and hand the connection back
-//! as soon as no bytes are ready, so that a worker never waits on a quiet client.
+//! as soon as no bytes are ready or the client stops taking bytes, so that a worker never
+//! waits on a quiet client or a slow reader.
+//!
+//! The socket is non-blocking from accept to close. A response is built in full as an
+//! [`Outgoing`] and then pumped; when the socket would block, the connection parks with the
+//! keeper for writability and resumes on any worker exactly where it stopped. Deadlines (head,
+//! keep-alive idle, write stall) are kept by the keeper, not by socket timeouts.
 //!
 //! The request pipeline, in order: [`request::parse`] → body framing (a small body on a
 //! request that does not use one is discarded, otherwise the connection closes after the
@@ -8,7 +14,7 @@
 //! Errors become a status in one place, [`HttpError::status`]. Only this module and the
 //! keeper touch client sockets; only this module knows about keep-alive.
 
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Write};
 use std::net::{Shutdown as Half, SocketAddr, TcpStream};
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -19,6 +25,7 @@ use crate::conditional::{self, Plan, Preconditions};
 use crate::config::{Limits, MAX_DISCARD_BODY};
 use crate::encoding;
 use crate::error::HttpError;
+use crate::outgoing::{Outgoing, Sent, TURN_BUDGET};
 use crate::request::{self, BodyFraming, Method, Parse, RequestHead, Version};
 use crate::resolve::{self, ResolveOptions, Resolved};
 use crate::response::{self, Head, Status, ALLOW};
@@ -43,11 +50,27 @@ pub(crate) struct Conn {
     idle_since: Instant,
     /// Requests answered on this connection.
     requests: u32,
-    nonblocking: bool,
+    /// The response being written, if the socket stopped taking bytes mid-way.
+    /// Boxed: a parked or queued connection stays small when it has nothing to send.
+    pending: Option<Box<Pending>>,
+    /// Deadline of the current write stall (reset whenever the client takes bytes).
+    write_deadline: Option<Instant>,
     /// The client may still be sending bytes we did not read (a body we skipped), so a
     /// close must linger.
     unread_input: bool,
     _open: OpenGuard,
+}
+
+/// A response on its way out and what to do once it is written.
+#[derive(Debug)]
+struct Pending {
+    out: Outgoing,
+    status: Status,
+    /// The access-log request line; `None` for health probes, which are logged at debug.
+    log_line: Option<String>,
+    start: Instant,
+    /// Keep the connection open afterwards.
+    keep: bool,
 }
 
 /// What a parked connection waits for, which decides its deadline and its fate in a drain.
@@ -59,6 +82,8 @@ pub(crate) enum Waiting {
     Idle,
     /// Part of a request head received.
     Head,
+    /// The client to take more of a response (a slow reader).
+    Write,
 }
 
 /// What the worker should do with a connection after [`serve`].
@@ -76,7 +101,8 @@ pub(crate) enum Next {
 }
 
 impl Conn {
-    /// Wraps a freshly accepted socket. Timeouts are set here, before the first read.
+    /// Wraps a freshly accepted socket: non-blocking for good, and its head deadline runs
+    /// from here, before the first read (the keeper enforces it).
     pub fn new(
         stream: TcpStream,
         peer: SocketAddr,
@@ -84,8 +110,7 @@ impl Conn {
     ) -> io::Result<Conn> {
         let limits = &shared.config.limits;
         stream.set_nodelay(true)?;
-        stream.set_read_timeout(Some(limits.head_timeout))?;
-        stream.set_write_timeout(Some(limits.write_timeout))?;
+        stream.set_nonblocking(true)?;
         let now = Instant::now();
         Ok(Conn {
             stream,
@@ -95,7 +120,8 @@ impl Conn {
             head_deadline: Some(now + limits.head_timeout),
             idle_since: now,
             requests: 0,
-            nonblocking: false,
+            pending: None,
+            write_deadline: None,
             unread_input: false,
             _open: OpenGuard::new(shared),
         })
@@ -108,7 +134,9 @@ impl Conn {
 
     /// What this connection is waiting for.
     pub fn waiting(&self) -> Waiting {
-        if !self.buf.is_empty() {
+        if self.pending.is_some() {
+            Waiting::Write
+        } else if !self.buf.is_empty() {
             Waiting::Head
         } else if self.requests == 0 {
             Waiting::Fresh
@@ -125,6 +153,9 @@ impl Conn {
     /// When the keeper gives up on it.
     pub fn deadline(&self, limits: &Limits) -> Instant {
         match (self.waiting(), self.head_deadline) {
+            (Waiting::Write, _) => self
+                .write_deadline
+                .unwrap_or_else(|| Instant::now() + limits.write_timeout),
             (Waiting::Idle, _) | (_, None) => self.idle_since + limits.keep_alive_timeout,
             (_, Some(d)) => d,
         }
@@ -143,17 +174,8 @@ impl Conn {
         (self.stream, self._open)
     }
 
-    fn set_nonblocking(&mut self, on: bool) -> io::Result<()> {
-        if self.nonblocking != on {
-            self.stream.set_nonblocking(on)?;
-            self.nonblocking = on;
-        }
-        Ok(())
-    }
-
     /// One read that does not wait. `Ok(0)` is end of stream.
     fn read_ready(&mut self, limits: &Limits) -> io::Result<usize> {
-        self.set_nonblocking(true)?;
         let start = self.buf.len();
         // Never hold more than one maximal head (+1 so the parser can see it is too long).
         let room = (limits.max_head_bytes + 1).saturating_sub(start).max(1);
@@ -172,11 +194,6 @@ impl Conn {
         self.buf.drain(..n.min(self.buf.len()));
         self.resume = 0;
     }
-
-    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.set_nonblocking(false)?;
-        self.stream.write_all(bytes)
-    }
 }
 
 /// How busy the pool is, as a worker sees it (the queues belong to `pool`).
@@ -190,38 +207,45 @@ pub(crate) trait Load {
     fn new_waiting(&self) -> bool;
 }
 
-/// Serves `conn` until it has no complete request and no ready bytes.
+/// Serves `conn` until it has no complete request and no ready bytes, or the client stops
+/// taking the response.
 pub(crate) fn serve(mut conn: Conn, shared: &Shared, load: &dyn Load) -> Next {
     let limits = &shared.config.limits;
     let mut turn = 0u32;
     loop {
+        if conn.pending.is_some() {
+            match flush(&mut conn, limits, load) {
+                Ok(Flush::Done { keep: true }) => {}
+                Ok(Flush::Done { keep: false }) => return close(conn),
+                Ok(Flush::Park) => return Next::Park(conn),
+                Ok(Flush::Requeue) => return Next::Requeue(conn),
+                Err(e) => {
+                    log::debug!("{}: write failed: {e}", conn.peer);
+                    return Next::Done;
+                }
+            }
+            if !conn.buf.is_empty() && turn >= MAX_REQUESTS_PER_TURN && load.others_waiting() {
+                return Next::Requeue(conn);
+            }
+        }
         if !conn.buf.is_empty() {
             match request::parse(&conn.buf, &mut conn.resume, limits) {
                 Ok(Parse::Complete { head, len }) => {
                     conn.consume(len);
-                    match exchange(&mut conn, head, shared, load) {
-                        Ok(true) => {}
-                        Ok(false) => return close(conn),
-                        Err(e) => {
-                            log::debug!("{}: write failed: {e}", conn.peer);
-                            return Next::Done;
-                        }
-                    }
+                    exchange(&mut conn, head, shared, load);
                     turn += 1;
-                    if !conn.buf.is_empty()
-                        && turn >= MAX_REQUESTS_PER_TURN
-                        && load.others_waiting()
-                    {
-                        return Next::Requeue(conn);
-                    }
                     continue;
                 }
                 Ok(Parse::Partial) => {
                     if conn.head_deadline.is_some_and(|d| Instant::now() >= d) {
-                        return fail(conn, HttpError::HeadTimeout, shared);
+                        fail(&mut conn, HttpError::HeadTimeout, shared);
+                        continue;
                     }
                 }
-                Err(e) => return fail(conn, e, shared),
+                Err(e) => {
+                    fail(&mut conn, e, shared);
+                    continue;
+                }
             }
         }
         match conn.read_ready(limits) {
@@ -234,6 +258,70 @@ pub(crate) fn serve(mut conn: Conn, shared: &Shared, load: &dyn Load) -> Next {
                 return Next::Done;
             }
         }
+    }
+}
+
+/// Where writing the pending response got to.
+enum Flush {
+    /// Written in full (and logged); keep the connection or not.
+    Done { keep: bool },
+    /// The client is not taking bytes: park for writability.
+    Park,
+    /// A turn's worth was sent and others wait for a worker.
+    Requeue,
+}
+
+/// Writes the pending response as far as the socket allows.
+fn flush(conn: &mut Conn, limits: &Limits, load: &dyn Load) -> io::Result<Flush> {
+    let Some(pending) = conn.pending.as_mut() else {
+        return Ok(Flush::Done { keep: true });
+    };
+    loop {
+        let before = pending.out.body_written();
+        let sent = pending.out.pump(&mut conn.stream, TURN_BUDGET);
+        let progressed = pending.out.body_written() > before;
+        match sent {
+            Ok(Sent::Done) => break,
+            Ok(Sent::Blocked) => {
+                // The stall clock restarts whenever the client takes bytes (nginx
+                // `send_timeout` semantics: a slow reader is fine, a stuck one is not).
+                if progressed || conn.write_deadline.is_none() {
+                    conn.write_deadline = Some(Instant::now() + limits.write_timeout);
+                }
+                return Ok(Flush::Park);
+            }
+            Ok(Sent::Budget) if load.others_waiting() => {
+                conn.write_deadline = Some(Instant::now() + limits.write_timeout);
+                return Ok(Flush::Requeue);
+            }
+            Ok(Sent::Budget) => {}
+            Err(e) => {
+                if let Some(p) = conn.pending.take() {
+                    log_done(conn.peer, &p);
+                }
+                return Err(e);
+            }
+        }
+    }
+    let Some(done) = conn.pending.take() else {
+        return Ok(Flush::Done { keep: true });
+    };
+    log_done(conn.peer, &done);
+    conn.idle_since = Instant::now();
+    conn.write_deadline = None;
+    conn.head_deadline = if conn.buf.is_empty() {
+        None
+    } else {
+        Some(conn.idle_since + limits.head_timeout)
+    };
+    Ok(Flush::Done { keep: done.keep })
+}
+
+/// The access-log line of a finished (or abandoned) response, with the body bytes that
+/// actually went out.
+fn log_done(peer: SocketAddr, p: &Pending) {
+    if let Some(line) = &p.log_line {
+        access_log(peer, line, p.status, p.out.body_written(), p.start);
     }
 }
 
@@ -251,29 +339,35 @@ fn close(conn: Conn) -> Next {
 /// Answers a request we could not parse (or whose head took too long) and closes: its
 /// framing is unknown, so nothing after it can be trusted (RFC 9112 §9.6, and the tiny_http
 /// lesson). The close lingers so that the client reads the answer rather than a reset.
-fn fail(mut conn: Conn, err: HttpError, shared: &Shared) -> Next {
-    let start = Instant::now();
+fn fail(conn: &mut Conn, err: HttpError, shared: &Shared) {
     let status = err.status();
     log::debug!("{}: {err:?}", conn.peer);
-    let (bytes, body) = response::status_response(status, false, Some("close"), &[]);
-    let sent = conn.write_all(&bytes).is_ok();
     shared.requests.fetch_add(1, Ordering::Relaxed);
-    access_log(conn.peer, "-", status, body, start);
-    let _ = conn.stream.shutdown(Half::Write);
-    if !sent {
-        return Next::Done;
-    }
-    let (stream, guard) = conn.into_linger();
-    Next::Linger(stream, guard)
+    conn.unread_input = true;
+    conn.pending = Some(Box::new(Pending {
+        out: canned(status, false, Some("close"), &[]),
+        status,
+        log_line: Some("-".to_string()),
+        start: Instant::now(),
+        keep: false,
+    }));
 }
 
-/// Answers one parsed request. Returns whether the connection stays open.
-fn exchange(
-    conn: &mut Conn,
-    head: RequestHead,
-    shared: &Shared,
-    load: &dyn Load,
-) -> io::Result<bool> {
+/// A generated status page as an [`Outgoing`].
+fn canned(
+    status: Status,
+    head_only: bool,
+    connection: Option<&str>,
+    extra: &[(&str, &str)],
+) -> Outgoing {
+    let (bytes, body) = response::status_response(status, head_only, connection, extra);
+    let head_len = bytes.len() - body as usize;
+    Outgoing::bytes(bytes, head_len)
+}
+
+/// Answers one parsed request: decides keep-alive, builds the response and leaves it in
+/// `conn.pending` for [`flush`].
+fn exchange(conn: &mut Conn, head: RequestHead, shared: &Shared, load: &dyn Load) {
     let start = Instant::now();
     let limits = &shared.config.limits;
     conn.requests += 1;
@@ -303,20 +397,33 @@ fn exchange(
         && !(load.new_waiting()
             && shared.busy_workers.load(Ordering::Relaxed) >= shared.config.workers);
 
-    let (status, bytes, keep) = respond(conn, &head, keep_alive, shared)?;
-    if is_health_probe(&head, shared) {
-        log::debug!("{} health probe: {}", conn.peer, status.code());
-    } else {
-        access_log(conn.peer, &request_line(&head), status, bytes, start);
+    if let Some(gate) = &shared.config.hold {
+        gate.wait_if(&head.path);
     }
-    conn.idle_since = Instant::now();
-    conn.head_deadline = if conn.buf.is_empty() {
+    let (status, out, keep) = match respond(conn, &head, keep_alive, shared) {
+        Ok(response) => response,
+        Err(e) => {
+            // Reading a small file into the response failed after it was opened.
+            log::error!("{}: cannot read {:?}: {e}", conn.peer, head.target);
+            let status = Status::InternalServerError;
+            let head_only = head.method == Method::Head;
+            (status, canned(status, head_only, Some("close"), &[]), false)
+        }
+    };
+    let log_line = if is_health_probe(&head, shared) {
+        log::debug!("{} health probe: {}", conn.peer, status.code());
         None
     } else {
-        Some(conn.idle_since + limits.head_timeout)
+        Some(request_line(&head))
     };
     conn.unread_input |= body_left;
-    Ok(keep)
+    conn.pending = Some(Box::new(Pending {
+        out,
+        status,
+        log_line,
+        start,
+        keep,
+    }));
 }
 
 /// The `Connection` field value for a response (RFC 9112 §9.6): `close` whenever we will
@@ -342,13 +449,12 @@ fn is_health_probe(head: &RequestHead, shared: &Shared) -> bool {
     shared.config.health_path.as_deref() == Some(head.path.as_str())
 }
 
-/// Writes the response to `head`. Returns (status, body bytes sent, connection kept).
-fn respond(
-    conn: &mut Conn,
-    head: &RequestHead,
-    keep: bool,
-    shared: &Shared,
-) -> io::Result<(Status, u64, bool)> {
+/// What a responder produces: the status (for the log), the response, and whether the
+/// connection stays open after it.
+type Reply = (Status, Outgoing, bool);
+
+/// Builds the response to `head`.
+fn respond(conn: &Conn, head: &RequestHead, keep: bool, shared: &Shared) -> io::Result<Reply> {
     let head_only = head.method == Method::Head;
     match head.method {
         Method::Get | Method::Head => {}
@@ -358,13 +464,14 @@ fn respond(
             let mut h = Head::new(Status::NoContent);
             h.header("Allow", ALLOW);
             connection_header(&mut h, head.version, keep);
-            conn.write_all(&h.finish())?;
-            return Ok((Status::NoContent, 0, keep));
+            let bytes = h.finish();
+            let len = bytes.len();
+            return Ok((Status::NoContent, Outgoing::bytes(bytes, len), keep));
         }
-        _ => return send_error(conn, head, HttpError::MethodNotAllowed, keep),
+        _ => return Ok(send_error(conn, head, HttpError::MethodNotAllowed, keep)),
     }
     if is_health_probe(head, shared) {
-        return send_health(conn, head, keep, shared);
+        return Ok(send_health(head, keep, shared));
     }
     let opts = ResolveOptions {
         hidden: shared.config.hidden,
@@ -380,17 +487,16 @@ fn respond(
         }
         Ok(Resolved::Redirect(location)) => {
             let status = Status::MovedPermanently;
-            let (bytes, body) = response::status_response(
+            let out = canned(
                 status,
                 head_only,
                 connection_value(head.version, keep),
                 &[("Location", &location)],
             );
-            conn.write_all(&bytes)?;
-            Ok((status, body, keep))
+            Ok((status, out, keep))
         }
         Err(HttpError::NotFound) => send_not_found(conn, head, keep, shared),
-        Err(e) => send_error(conn, head, e, keep),
+        Err(e) => Ok(send_error(conn, head, e, keep)),
     }
 }
 
@@ -398,11 +504,11 @@ fn respond(
 /// else the `--404` page, else the built-in 404. A configured page that cannot be opened
 /// now (deleted after start-up) is logged and the built-in answer is sent instead.
 fn send_not_found(
-    conn: &mut Conn,
+    conn: &Conn,
     head: &RequestHead,
     keep: bool,
     shared: &Shared,
-) -> io::Result<(Status, u64, bool)> {
+) -> io::Result<Reply> {
     let config = &shared.config;
     if let Some(path) = config.fallback.as_deref() {
         if !resolve::has_extension(&head.path) {
@@ -418,38 +524,26 @@ fn send_not_found(
     }
     if let Some(path) = config.not_found_page.as_deref() {
         match resolve::open_page(path) {
-            Ok(mut page) => {
+            Ok(page) => {
                 let mut out = Head::new(Status::NotFound);
                 out.header("Content-Type", crate::mime::content_type(&page.path))
                     .header("Content-Length", page.len)
                     .header("X-Content-Type-Options", "nosniff");
                 connection_header(&mut out, head.version, keep);
-                conn.set_nonblocking(false)?;
                 let head_only = head.method == Method::Head;
-                let sent = response::send_file(
-                    &mut conn.stream,
-                    out.finish(),
-                    &mut page.file,
-                    page.len,
-                    head_only,
-                )?;
-                return Ok((Status::NotFound, sent, keep));
+                let out = Outgoing::file(out.finish(), page.file, 0, page.len, head_only)?;
+                return Ok((Status::NotFound, out, keep));
             }
             Err(e) => log::warn!("--404 {}: {e:?}", path.display()),
         }
     }
-    send_error(conn, head, HttpError::NotFound, keep)
+    Ok(send_error(conn, head, HttpError::NotFound, keep))
 }
 
 /// The health endpoint: 200 `ok` while serving, 503 `draining` from the first stop signal
 /// (so a load balancer takes this replica out before connections start closing). Never
 /// cached; logged at debug only, so probes do not flood the access log.
-fn send_health(
-    conn: &mut Conn,
-    head: &RequestHead,
-    keep: bool,
-    shared: &Shared,
-) -> io::Result<(Status, u64, bool)> {
+fn send_health(head: &RequestHead, keep: bool, shared: &Shared) -> Reply {
     let (status, body) = if shared.shutdown.is_announced() {
         (Status::ServiceUnavailable, "draining\n")
     } else {
@@ -461,12 +555,11 @@ fn send_health(
         .header("Cache-Control", "no-store");
     connection_header(&mut out, head.version, keep);
     let mut bytes = out.finish();
-    let head_only = head.method == Method::Head;
-    if !head_only {
+    let head_len = bytes.len();
+    if head.method != Method::Head {
         bytes.extend_from_slice(body.as_bytes());
     }
-    conn.write_all(&bytes)?;
-    Ok((status, if head_only { 0 } else { body.len() as u64 }, keep))
+    (status, Outgoing::bytes(bytes, head_len), keep)
 }
 
 /// Sends a file as RFC 9110 §13 and §14 say: conditionals first, then ranges. Every
@@ -479,12 +572,12 @@ fn send_health(
 /// `Vary: Accept-Encoding` (RFC 9110 §12.5.5), identity ones included, so caches keep the
 /// variants apart.
 fn send_representation(
-    conn: &mut Conn,
+    conn: &Conn,
     head: &RequestHead,
     mut file: resolve::FileInfo,
     root: &Path,
     keep: bool,
-) -> io::Result<(Status, u64, bool)> {
+) -> io::Result<Reply> {
     let head_only = head.method == Method::Head;
     let content_type = crate::mime::content_type(&file.path);
     let available = resolve::variants(&file);
@@ -524,19 +617,19 @@ fn send_representation(
         Plan::Full => Status::Ok,
         Plan::NotModified => Status::NotModified,
         Plan::PreconditionFailed => {
-            return send_error(conn, head, HttpError::PreconditionFailed, keep)
+            return Ok(send_error(conn, head, HttpError::PreconditionFailed, keep))
         }
         Plan::Partial(_) | Plan::Multipart(_) => Status::PartialContent,
         Plan::Unsatisfiable => {
             let range = format!("bytes */{}", file.len);
-            let (bytes, body) = response::status_response(
-                Status::RangeNotSatisfiable,
+            let status = Status::RangeNotSatisfiable;
+            let out = canned(
+                status,
                 head_only,
                 connection_value(head.version, keep),
                 &[&[("Content-Range", range.as_str())], vary].concat(),
             );
-            conn.write_all(&bytes)?;
-            return Ok((Status::RangeNotSatisfiable, body, keep));
+            return Ok((status, out, keep));
         }
     };
     let mut out = Head::new(status);
@@ -556,24 +649,17 @@ fn send_representation(
         }
     }
     connection_header(&mut out, head.version, keep);
-    conn.set_nonblocking(false)?;
-    let sent = match plan {
+    let body = match plan {
         Plan::NotModified => {
-            conn.stream.write_all(&out.finish())?;
-            0
+            let bytes = out.finish();
+            let len = bytes.len();
+            Outgoing::bytes(bytes, len)
         }
         Plan::Partial(range) => {
             out.header("Content-Type", content_type)
                 .header("Content-Length", range.len())
                 .header("Content-Range", range.content_range(file.len));
-            file.file.seek(SeekFrom::Start(range.start))?;
-            response::send_file(
-                &mut conn.stream,
-                out.finish(),
-                &mut file.file,
-                range.len(),
-                head_only,
-            )?
+            Outgoing::file(out.finish(), file.file, range.start, range.len(), head_only)?
         }
         Plan::Multipart(ranges) => {
             let boundary = conditional::boundary(&etag);
@@ -583,27 +669,15 @@ fn send_representation(
                 format!("multipart/byteranges; boundary={boundary}"),
             )
             .header("Content-Length", layout.total_len);
-            response::send_multipart(
-                &mut conn.stream,
-                out.finish(),
-                &mut file.file,
-                &layout,
-                head_only,
-            )?
+            Outgoing::multipart(out.finish(), file.file, layout, head_only)
         }
         _ => {
             out.header("Content-Type", content_type)
                 .header("Content-Length", file.len);
-            response::send_file(
-                &mut conn.stream,
-                out.finish(),
-                &mut file.file,
-                file.len,
-                head_only,
-            )?
+            Outgoing::file(out.finish(), file.file, 0, file.len, head_only)?
         }
     };
-    Ok((status, sent, keep))
+    Ok((status, body, keep))
 }
 
 /// All field lines of a list-valued field joined with commas (RFC 9110 §5.3), or `None`.
@@ -617,12 +691,8 @@ fn join_fields(headers: &request::Headers, name: &str) -> Option<String> {
     }))
 }
 
-fn send_error(
-    conn: &mut Conn,
-    head: &RequestHead,
-    err: HttpError,
-    keep: bool,
-) -> io::Result<(Status, u64, bool)> {
+/// The answer for a request error, through the one status mapping in [`HttpError::status`].
+fn send_error(conn: &Conn, head: &RequestHead, err: HttpError, keep: bool) -> Reply {
     let status = err.status();
     if status == Status::InternalServerError {
         log::error!("{}: internal error serving {:?}", conn.peer, head.target);
@@ -634,14 +704,13 @@ fn send_error(
     } else {
         &[]
     };
-    let (bytes, body) = response::status_response(
+    let out = canned(
         status,
         head_only,
         connection_value(head.version, keep),
         allow,
     );
-    conn.write_all(&bytes)?;
-    Ok((status, body, keep))
+    (status, out, keep)
 }
 
 fn request_line(head: &RequestHead) -> String {
@@ -666,12 +735,20 @@ fn access_log(peer: SocketAddr, line: &str, status: Status, bytes: u64, start: I
 
 /// The keeper's verdict on a connection whose deadline passed while parked: a partial head
 /// gets 408 (RFC 9110 §15.5.9) and a lingering close; a fresh or idle connection is closed
-/// quietly, as nginx does for keep-alive. The socket is non-blocking here (it was parked after
-/// a read that would block), so the keeper never waits on this write: a client that does not
-/// even read 200 bytes loses its 408.
-pub(crate) fn expire(conn: Conn) -> Option<(TcpStream, OpenGuard)> {
-    if conn.waiting() != Waiting::Head {
-        return None;
+/// quietly, as nginx does for keep-alive; a response stalled longer than the write timeout is
+/// abandoned (logged with the bytes that went out). The socket is non-blocking, so the keeper
+/// never waits on the 408: a client that does not even read 200 bytes loses it.
+pub(crate) fn expire(mut conn: Conn) -> Option<(TcpStream, OpenGuard)> {
+    match conn.waiting() {
+        Waiting::Head => {}
+        Waiting::Write => {
+            if let Some(p) = conn.pending.take() {
+                log::debug!("{}: write stalled, closing", conn.peer);
+                log_done(conn.peer, &p);
+            }
+            return None;
+        }
+        Waiting::Fresh | Waiting::Idle => return None,
     }
     let start = Instant::now();
     let status = HttpError::HeadTimeout.status();

@@ -3,19 +3,22 @@
 //! `../shared/design/architecture.md`).
 //!
 //! It owns the parked set (a slab indexed by `mio::Token`), a deadline heap, and one
-//! `mio::Poll`. Each parked socket is registered for readability on arrival and deregistered
+//! `mio::Poll`. Each parked socket is registered on arrival (for readability, or for
+//! writability when it is a slow reader in the middle of a response) and deregistered
 //! when it leaves, so the std `TcpStream` stays the only owner of the descriptor (registered
 //! through `SourceFd`, no `unsafe`). epoll reports a socket that is already readable at
 //! registration, so bytes that arrive between the worker's last read and the park are never
 //! missed. The poll timeout is the next deadline: no spinning, no CPU while idle.
 //!
-//! Readable → the connection goes back to the workers on the ready channel (which workers
+//! Ready → the connection goes back to the workers on the ready channel (which workers
 //! prefer over new connections, and which is never answered 503). Deadline → 408 for a partial
-//! head, a quiet close for an idle or fresh one. Lingering closes (after a final response)
+//! head, a quiet close for an idle or fresh one, an abandoned response for a write stalled
+//! longer than the write timeout. Lingering closes (after a final response)
 //! also live here: read and discard until the client's FIN or the linger deadline.
 //!
 //! In a drain it closes idle connections at once, gives fresh ones a short grace, keeps
-//! partial heads until their deadline, and exits when no connection is open anywhere; then
+//! partial heads until their deadline, lets responses in flight finish (only the shutdown
+//! timeout bounds them), and exits when no connection is open anywhere; then
 //! it sends one `Exit` job per worker.
 
 use std::cmp::Reverse;
@@ -223,14 +226,17 @@ impl Keeper {
             self.slots.push(None);
             self.slots.len() - 1
         });
-        let fd = match &kind {
-            Kind::Wait(conn) => conn.stream().as_raw_fd(),
-            Kind::Linger { stream, .. } => stream.as_raw_fd(),
+        let (fd, interest) = match &kind {
+            Kind::Wait(conn) if conn.waiting() == Waiting::Write => {
+                (conn.stream().as_raw_fd(), Interest::WRITABLE)
+            }
+            Kind::Wait(conn) => (conn.stream().as_raw_fd(), Interest::READABLE),
+            Kind::Linger { stream, .. } => (stream.as_raw_fd(), Interest::READABLE),
         };
-        if let Err(e) =
-            self.poll
-                .registry()
-                .register(&mut SourceFd(&fd), Token(slot), Interest::READABLE)
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut SourceFd(&fd), Token(slot), interest)
         {
             log::warn!("keeper: cannot watch a connection, closing it: {e}");
             self.free.push(slot);
@@ -247,8 +253,10 @@ impl Keeper {
     }
 
     /// A deadline shortened for the drain: a fresh connection gets a short grace to send its
-    /// first byte; everything else must be over before 90% of the shutdown timeout, so that a
-    /// slowloris head or a lingering close cannot hold the exit past it.
+    /// first byte; a response in flight keeps its write-stall deadline (contract: it finishes
+    /// byte-exact, and only the shutdown timeout, which counts it as forced, cuts it short);
+    /// everything else must be over before 90% of the shutdown timeout, so that a slowloris
+    /// head or a lingering close cannot hold the exit past it.
     fn drain_deadline(&self, kind: &Kind, deadline: Instant) -> Instant {
         let limits = &self.shared.config.limits;
         let start = self
@@ -260,6 +268,7 @@ impl Keeper {
             Kind::Wait(conn) if conn.waiting() == Waiting::Fresh => {
                 start + limits.drain_first_byte_grace
             }
+            Kind::Wait(conn) if conn.waiting() == Waiting::Write => return deadline,
             _ => start + limits.shutdown_timeout.mul_f64(0.9),
         };
         deadline.min(cap)

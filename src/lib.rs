@@ -12,8 +12,9 @@
 //! ```
 //!
 //! A worker serves every complete request it has, tries one read that does not wait, and
-//! parks the connection with the keeper as soon as no bytes are ready; so a few hundred
-//! idle, silent or slowloris connections cost keeper entries, never workers. Connections
+//! parks the connection with the keeper as soon as no bytes are ready, or as soon as the
+//! client stops taking its response; so a few hundred idle, silent, slowloris or slow-reading
+//! connections cost keeper entries, never workers. Connections
 //! coming back from the keeper carry a request, so workers take them before new ones and they
 //! are never answered 503. SIGINT/SIGTERM (or [`ServerHandle::shutdown`]) stop accepting,
 //! close idle connections, finish in-flight and queued requests byte-exact with
@@ -50,6 +51,7 @@ pub mod error;
 pub mod http_date;
 mod keeper;
 pub mod mime;
+mod outgoing;
 mod pool;
 pub mod request;
 pub mod resolve;
@@ -60,7 +62,7 @@ mod state;
 #[cfg(test)]
 mod testutil;
 
-pub use config::{CliAction, Config, Limits, Overload};
+pub use config::{CliAction, Config, HoldGate, Limits, Overload};
 pub use error::{ConfigError, Error, HttpError};
 pub use server::{Running, Server, ServerHandle};
 pub use shutdown::Shutdown;

@@ -94,7 +94,9 @@ impl Drop for DoneOnDrop {
 
 fn work(shared: &Shared, q: &Queues, serve: ServeFn) {
     let mut new_open = true;
-    while let Some(conn) = next_conn(q, shared, &mut new_open) {
+    let mut yielded = false;
+    while let Some(conn) = next_conn(q, shared, &mut new_open, yielded) {
+        yielded = false;
         shared.busy_workers.fetch_add(1, Ordering::Relaxed);
         let outcome = panic::catch_unwind(AssertUnwindSafe(|| serve(conn, shared, q)));
         shared.busy_workers.fetch_sub(1, Ordering::Relaxed);
@@ -105,6 +107,7 @@ fn work(shared: &Shared, q: &Queues, serve: ServeFn) {
             }
             Ok(Next::Requeue(conn)) => {
                 let _ = q.requeue.send(Job::Serve(conn));
+                yielded = true;
             }
             Ok(Next::Linger(stream, open)) => q.keeper.send(Parcel::Linger(stream, open)),
             Ok(Next::Done) => {}
@@ -122,7 +125,16 @@ fn work(shared: &Shared, q: &Queues, serve: ServeFn) {
 
 /// The next connection to serve, preferring those with bytes ready (they carry a request and
 /// must never wait behind the accept queue); `None` when the keeper says everything is closed.
-fn next_conn(q: &Queues, shared: &Shared, new_open: &mut bool) -> Option<Conn> {
+/// Right after this worker requeued a connection (`yielded`), a waiting new connection goes
+/// first: otherwise the requeued one, alone in the ready queue, would be taken straight back
+/// and a long download or pipeline would shut new clients out.
+fn next_conn(q: &Queues, shared: &Shared, new_open: &mut bool, yielded: bool) -> Option<Conn> {
+    if yielded && *new_open {
+        if let Ok(conn) = q.new.try_recv() {
+            shared.queued.store(q.new.len(), Ordering::Relaxed);
+            return Some(conn);
+        }
+    }
     loop {
         match q.ready.try_recv() {
             Ok(Job::Serve(conn)) => return Some(conn),

@@ -1,5 +1,6 @@
 //! Responses on the wire: the closed set of statuses we send ([`Status`]), the response head
-//! builder, file bodies, generated error pages and the canned 503 of the acceptor.
+//! builder, generated error pages and the canned 503 of the acceptor. Bodies are written by
+//! the connection code (`outgoing`), which owns the sockets.
 //!
 //! This module never sees an `HttpError`: `connection.rs` maps errors to a status first. It
 //! always writes CRLF line endings (RFC 9112 §2.2).
@@ -108,18 +109,13 @@ impl Status {
 }
 
 use std::fmt::Write as _;
-use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::Write;
 
 /// The `Server` header value.
 pub const SERVER: &str = concat!("poolserve/", env!("CARGO_PKG_VERSION"));
 
 /// Methods a read-only server allows (RFC 9110 §10.2.1 `Allow`), sent with 405 and OPTIONS.
 pub const ALLOW: &str = "GET, HEAD, OPTIONS";
-
-/// Files up to this size are read into the response buffer and sent with the head in one
-/// `write`: one syscall instead of a write plus a sendfile, and one packet for small assets.
-pub const INLINE_BODY_MAX: u64 = 16 * 1024;
 
 /// The acceptor's answer when the queue is full: no Date (RFC 9110 §6.6.1 lets a 5xx omit
 /// it) so that it is a constant, written without formatting by the thread that must not wait.
@@ -180,41 +176,6 @@ pub fn status_page(status: Status) -> String {
     page
 }
 
-/// Writes `head` followed by `len` bytes of `file` from its current position (unless
-/// `head_only`). Small bodies go out with the head in one write; larger ones are copied with
-/// `io::copy`, which std turns into sendfile(2) on Linux. Returns body bytes sent.
-pub fn send_file(
-    out: &mut impl Write,
-    mut head: Vec<u8>,
-    file: &mut File,
-    len: u64,
-    head_only: bool,
-) -> io::Result<u64> {
-    if head_only || len == 0 {
-        out.write_all(&head)?;
-        return Ok(0);
-    }
-    if len <= INLINE_BODY_MAX {
-        let start = head.len();
-        head.resize(start + len as usize, 0);
-        file.read_exact(&mut head[start..])?;
-        out.write_all(&head)?;
-        return Ok(len);
-    }
-    out.write_all(&head)?;
-    // `&File` (not `&mut File`) is what std's sendfile specialization recognizes.
-    let sent = io::copy(&mut (&*file).take(len), out)?;
-    if sent != len {
-        // The file shrank under us: the Content-Length already promised is now a lie, so the
-        // connection must end here rather than frame the next response wrongly.
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "file shrank while sending",
-        ));
-    }
-    Ok(sent)
-}
-
 /// A complete response for a status with the generated HTML page as body (`head_only` for
 /// HEAD: same headers, no body). `connection` is the `Connection` value to send, if any;
 /// `extra` adds fields such as `Allow` or `Location`. Returns the bytes and the body length
@@ -241,32 +202,4 @@ pub fn status_response(
     }
     bytes.extend_from_slice(page.as_bytes());
     (bytes, page.len() as u64)
-}
-
-/// Writes a `multipart/byteranges` body (RFC 9110 §14.6) laid out by
-/// [`crate::conditional::multipart_layout`]; returns body bytes sent.
-pub fn send_multipart(
-    out: &mut impl Write,
-    head: Vec<u8>,
-    file: &mut File,
-    layout: &crate::conditional::MultipartLayout,
-    head_only: bool,
-) -> io::Result<u64> {
-    out.write_all(&head)?;
-    if head_only {
-        return Ok(0);
-    }
-    for (part_head, range) in &layout.parts {
-        out.write_all(part_head)?;
-        file.seek(SeekFrom::Start(range.start))?;
-        let sent = io::copy(&mut (&*file).take(range.len()), out)?;
-        if sent != range.len() {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "file shrank while sending",
-            ));
-        }
-    }
-    out.write_all(&layout.trailer)?;
-    Ok(layout.total_len)
 }

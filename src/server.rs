@@ -404,12 +404,9 @@ fn dispatch(
     shed_with_503(stream, open, keeper);
 }
 
-/// Writes the canned 503 without ever waiting (the socket is non-blocking and its send buffer
+/// Writes the canned 503 without ever waiting (the socket is non-blocking, see `Conn::new`, and its send buffer
 /// is empty, so 200 bytes fit), then lets the keeper linger so the client reads it.
 fn shed_with_503(stream: TcpStream, open: OpenGuard, keeper: &KeeperHandle) {
-    if stream.set_nonblocking(true).is_err() {
-        return;
-    }
     if (&stream).write_all(OVERLOADED).is_err() {
         return;
     }

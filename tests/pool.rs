@@ -7,37 +7,51 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use poolserve::HoldGate;
 use support::{is_closed, read_response, TestDir, TestServer};
 
-/// A one-worker server (queue `queue`) whose only worker is held: client A asked for 64 MiB
-/// and does not read, so the worker blocks writing to it until A is dropped.
+/// A one-worker server (queue `queue`) whose only worker is held. No client can hold a worker
+/// any more (slow readers park with the keeper), so client A asks for `/held.txt`, which the
+/// test's [`HoldGate`] holds until `release()`.
 fn one_held_worker(
     d: &TestDir,
     queue: usize,
     tune: impl FnOnce(&mut poolserve::Config),
-) -> (TestServer, TcpStream) {
-    d.file("big.bin", vec![7u8; 64 << 20]);
+) -> (TestServer, HoldGate, TcpStream) {
+    d.file("held.txt", "held\n");
     d.file("a.txt", "aaa\n");
+    let gate = HoldGate::new("/held.txt");
     let mut c = support::config(&d.path);
     c.workers = 1;
     c.queue = queue;
+    c.hold = Some(gate.clone());
     tune(&mut c);
     let srv = TestServer::with_config(c);
     let mut a = srv.connect();
-    a.write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+    a.write_all(b"GET /held.txt HTTP/1.1\r\nHost: t\r\n\r\n")
         .unwrap();
-    let mut first = [0u8; 12];
-    a.read_exact(&mut first).unwrap();
-    assert_eq!(&first, b"HTTP/1.1 200");
-    (srv, a)
+    wait_until_held(&gate, 1);
+    (srv, gate, a)
 }
 
-/// A worker blocked on a client that does not read (one worker, queue of one) makes the
-/// third connection overflow the queue: it must get the canned 503 at once.
+/// Waits (bounded) until `n` workers stand at the gate.
+fn wait_until_held(gate: &HoldGate, n: usize) {
+    let t = Instant::now();
+    while gate.held() < n {
+        assert!(
+            t.elapsed() < support::IO_TIMEOUT,
+            "no worker reached the gate"
+        );
+        std::thread::yield_now();
+    }
+}
+
+/// With the only worker busy (one worker, queue of one) the third connection overflows the
+/// queue: it must get the canned 503 at once.
 #[test]
 fn a_full_queue_answers_503_with_retry_after_at_once() {
     let d = TestDir::new();
-    let (srv, a) = one_held_worker(&d, 1, |_| {});
+    let (srv, gate, mut a) = one_held_worker(&d, 1, |_| {});
 
     // B fills the queue; C overflows it.
     let mut b = srv.connect();
@@ -61,7 +75,9 @@ fn a_full_queue_answers_503_with_retry_after_at_once() {
     assert!(stats.accepted >= 3 && stats.active == 1, "{stats}");
 
     // Releasing A lets the worker serve B, which was queued, not dropped.
-    drop(a);
+    gate.release();
+    let r = read_response(&mut a, false).unwrap();
+    assert_eq!((r.status, r.text().as_str()), (200, "held\n"));
     let r = read_response(&mut b, false).unwrap();
     assert_eq!((r.status, r.text().as_str()), (200, "aaa\n"));
 }
@@ -164,7 +180,7 @@ fn health_can_be_moved_or_turned_off() {
 #[test]
 fn overload_wait_applies_back_pressure_instead_of_503() {
     let d = TestDir::new();
-    let (srv, a) = one_held_worker(&d, 1, |c| c.overload = poolserve::Overload::Wait);
+    let (srv, gate, _a) = one_held_worker(&d, 1, |c| c.overload = poolserve::Overload::Wait);
     let mut b = srv.connect();
     b.write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n")
         .unwrap();
@@ -178,7 +194,7 @@ fn overload_wait_applies_back_pressure_instead_of_503() {
     let early = c.read(&mut probe);
     assert!(early.is_err(), "C must wait, not get an answer: {early:?}");
 
-    drop(a);
+    gate.release();
     for s in [&mut b, &mut c] {
         s.set_read_timeout(Some(support::IO_TIMEOUT)).unwrap();
         let r = read_response(s, false).unwrap();
@@ -191,11 +207,13 @@ fn overload_wait_applies_back_pressure_instead_of_503() {
 #[test]
 fn saturation_closes_idle_keep_alive_connections_early() {
     let d = TestDir::new();
-    d.file("big.bin", vec![7u8; 64 << 20]);
+    d.file("held.txt", "held\n");
     d.file("a.txt", "aaa\n");
+    let gate = HoldGate::new("/held.txt");
     let mut c = support::config(&d.path);
     c.workers = 1;
     c.queue = 4;
+    c.hold = Some(gate.clone());
     c.limits.keep_alive_timeout = Duration::from_secs(30);
     c.limits.shed_idle_after = Duration::from_millis(100);
     let srv = TestServer::with_config(c);
@@ -207,12 +225,11 @@ fn saturation_closes_idle_keep_alive_connections_early() {
     assert_eq!(read_response(&mut idle, false).unwrap().status, 200);
     std::thread::sleep(Duration::from_millis(150)); // idle past shed_idle_after
 
-    // A holds the worker (64 MiB to a client that does not read); B waits in the queue.
+    // A's request holds the worker; B waits in the queue.
     let mut a = srv.connect();
-    a.write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+    a.write_all(b"GET /held.txt HTTP/1.1\r\nHost: t\r\n\r\n")
         .unwrap();
-    let mut first = [0u8; 12];
-    a.read_exact(&mut first).unwrap();
+    wait_until_held(&gate, 1);
     let mut b = srv.connect();
     b.write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n")
         .unwrap();
@@ -224,7 +241,8 @@ fn saturation_closes_idle_keep_alive_connections_early() {
         "closed only after {:?}",
         t.elapsed()
     );
-    drop(a);
+    gate.release();
+    assert_eq!(read_response(&mut a, false).unwrap().status, 200);
     assert_eq!(read_response(&mut b, false).unwrap().status, 200);
 }
 
@@ -233,13 +251,13 @@ fn saturation_closes_idle_keep_alive_connections_early() {
 #[test]
 fn queued_connections_are_served_with_close_during_the_drain() {
     let d = TestDir::new();
-    let (srv, a) = one_held_worker(&d, 4, |_| {});
+    let (srv, gate, _a) = one_held_worker(&d, 4, |_| {});
     let mut b = srv.connect();
     b.write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n")
         .unwrap();
 
     srv.running.as_ref().unwrap().handle().shutdown();
-    drop(a); // frees the worker, which then takes B from the queue
+    gate.release(); // frees the worker, which then takes B from the queue
     let r = read_response(&mut b, false).unwrap();
     assert_eq!((r.status, r.text().as_str()), (200, "aaa\n"));
     assert_eq!(r.header("Connection"), Some("close"));
@@ -316,4 +334,51 @@ fn a_drain_that_outlives_the_shutdown_timeout_is_forced() {
         "stop took {:?}",
         t.elapsed()
     );
+}
+
+/// The slow-read attack: more clients than workers download a large file and read it at a
+/// trickle. Each parks with the keeper whenever its socket is full, so fresh requests are
+/// still answered at once, and every slow download still completes byte-exact.
+#[test]
+fn slow_readers_of_large_files_do_not_hold_workers() {
+    let d = TestDir::new();
+    let data: Vec<u8> = (0..(8u32 << 20)).map(|i| (i % 251) as u8).collect();
+    d.file("big.bin", &data);
+    d.file("a.txt", "aaa\n");
+    let mut c = support::config(&d.path);
+    c.workers = 2;
+    c.limits.write_timeout = Duration::from_secs(30);
+    let srv = TestServer::with_config(c);
+    let mut slow: Vec<TcpStream> = (0..8)
+        .map(|_| {
+            let mut s = srv.connect();
+            s.write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                .unwrap();
+            let mut first = [0u8; 12];
+            s.read_exact(&mut first).unwrap();
+            assert_eq!(&first, b"HTTP/1.1 200");
+            s
+        })
+        .collect();
+    // Every slow reader has a full socket now; the 2 workers must still be free.
+    for _ in 0..5 {
+        let t = Instant::now();
+        let r = srv.get("/a.txt");
+        assert_eq!(r.status, 200);
+        assert!(
+            t.elapsed() < Duration::from_secs(1),
+            "a fresh GET waited {:?} behind slow readers",
+            t.elapsed()
+        );
+    }
+    // Now read them all to the end: each body is exact.
+    for s in &mut slow {
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest).unwrap();
+        let body_at = rest.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        assert!(
+            rest[body_at..] == data[..],
+            "a slow download was not byte-exact"
+        );
+    }
 }
