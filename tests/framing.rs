@@ -204,3 +204,41 @@ fn ambiguous_framing_is_refused_and_closes() {
         "Transfer-Encoding on HTTP/1.0"
     );
 }
+
+/// Garbage and half-sent requests, many at once: each is answered with 400 or closed, and
+/// the server keeps serving (issue 6, "Overload").
+#[test]
+fn garbage_and_half_sent_requests_never_stop_the_server() {
+    let d = site();
+    let srv = TestServer::start(&d.path);
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for round in 0..60 {
+        let mut s = srv.connect();
+        let garbage: Vec<u8> = (0..(next() % 4096 + 1)).map(|_| next() as u8).collect();
+        let raw: Vec<u8> = match round % 3 {
+            0 => garbage,
+            // A head cut off mid-way, then the client closes its side.
+            1 => b"GET /a.txt HTTP/1.1\r\nHost: t\r\nX-Half: "[..(next() % 40) as usize].to_vec(),
+            // A valid request line followed by binary junk as headers.
+            _ => [b"GET /a.txt HTTP/1.1\r\n".as_slice(), &garbage, b"\r\n\r\n"].concat(),
+        };
+        let _ = s.write_all(&raw);
+        let _ = s.shutdown(std::net::Shutdown::Write);
+        if let Some(r) = read_response(&mut s, false) {
+            assert!(
+                r.status == 400 || r.status == 431 || r.status == 414,
+                "round {round}: {}",
+                r.status
+            );
+        }
+        assert!(is_closed(&mut s), "round {round}: connection left open");
+    }
+    let r = srv.get("/a.txt");
+    assert_eq!((r.status, r.text().as_str()), (200, "aaa\n"));
+}
