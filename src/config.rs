@@ -60,6 +60,12 @@ pub const DRAIN_FIRST_BYTE_GRACE: Duration = Duration::from_secs(1);
 /// instead of spinning, doubling from 5 ms.
 pub const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
+/// How long the small-file cache trusts an entry before resolving the path again (see
+/// `cache.rs`): a changed file is served at most this long after the change, like nginx
+/// `open_file_cache_valid` (60 s there; 1 s here, because a static site redeploy should show
+/// at once).
+pub const CACHE_VALID: Duration = Duration::from_secs(1);
+
 /// Default health endpoint (static-web-server and Kubernetes probes use the same name).
 pub const DEFAULT_HEALTH_PATH: &str = "/health";
 
@@ -140,6 +146,8 @@ pub struct Config {
     pub fallback: Option<PathBuf>,
     /// Per-connection limits and timeouts.
     pub limits: Limits,
+    /// How long the small-file cache trusts an entry (zero: no cache). See [`CACHE_VALID`].
+    pub cache_valid: Duration,
     /// Test seam, never set by the command line: see [`HoldGate`].
     #[doc(hidden)]
     pub hold: Option<HoldGate>,
@@ -173,6 +181,7 @@ impl Default for Config {
             not_found_page: None,
             fallback: None,
             limits: Limits::default(),
+            cache_valid: CACHE_VALID,
             hold: None,
         }
     }
@@ -232,6 +241,8 @@ Options:
   --hidden                 serve dotfiles and dot-directories (404 otherwise)
   --health-path PATH       health endpoint: 200 while serving, 503 once stopping;
                            \"off\" disables it [default: /health]
+  --cache-valid SECS       small files are cached this long before the path is checked
+                           again; 0 turns the cache off [default: {cv}]
   --404 FILE               serve FILE (status 404) for paths that are not found
   --fallback FILE          serve FILE (status 200) for a missing path without an
                            extension: a single-page app's entry, e.g. html/index.html
@@ -251,6 +262,7 @@ Signals: SIGINT/SIGTERM drain gracefully; a second signal exits at once.
         ka = secs(d.limits.keep_alive_timeout),
         wt = secs(d.limits.write_timeout),
         st = secs(d.limits.shutdown_timeout),
+        cv = secs(d.cache_valid),
     )
 }
 
@@ -350,6 +362,14 @@ impl Config {
                     }
                 }
                 "--hidden" if inline.is_none() => cfg.hidden = true,
+                "--cache-valid" => {
+                    let v = value("--cache-valid")?;
+                    cfg.cache_valid = if v == "0" {
+                        Duration::ZERO
+                    } else {
+                        parse_duration("--cache-valid", &v)?
+                    }
+                }
                 "--404" => cfg.not_found_page = Some(PathBuf::from(value("--404")?)),
                 "--fallback" => cfg.fallback = Some(PathBuf::from(value("--fallback")?)),
                 "--health-path" => {

@@ -14,16 +14,19 @@
 //! Errors become a status in one place, [`HttpError::status`]. Only this module and the
 //! keeper touch client sockets; only this module knows about keep-alive.
 
+use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown as Half, SocketAddr, TcpStream};
 use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
 
 use crate::body::BodyDiscarder;
+use crate::cache::{self, Cached, CachedRep, FileCache};
 use crate::conditional::{self, Plan, Preconditions};
 use crate::config::{Limits, MAX_DISCARD_BODY};
-use crate::encoding;
+use crate::encoding::{self, Coding};
 use crate::error::HttpError;
 use crate::outgoing::{Outgoing, Sent, TURN_BUDGET};
 use crate::request::{self, BodyFraming, Method, Parse, RequestHead, Version};
@@ -473,6 +476,9 @@ fn respond(conn: &Conn, head: &RequestHead, keep: bool, shared: &Shared) -> io::
     if is_health_probe(head, shared) {
         return Ok(send_health(head, keep, shared));
     }
+    if let Some(entry) = shared.cache.get(&head.path) {
+        return send_cached(conn, head, entry, keep);
+    }
     let opts = ResolveOptions {
         hidden: shared.config.hidden,
     };
@@ -482,9 +488,14 @@ fn respond(conn: &Conn, head: &RequestHead, keep: bool, shared: &Shared) -> io::
         head.query.as_deref(),
         &opts,
     ) {
-        Ok(Resolved::File(file)) => {
-            send_representation(conn, head, file, &shared.config.root, keep)
-        }
+        Ok(Resolved::File(file)) => send_file(
+            conn,
+            head,
+            file,
+            &shared.config.root,
+            keep,
+            Some(&shared.cache),
+        ),
         Ok(Resolved::Redirect(location)) => {
             let status = Status::MovedPermanently;
             let out = canned(
@@ -516,7 +527,7 @@ fn send_not_found(
                 // Its precompressed sidecars count when they sit beside it.
                 Ok(file) => {
                     let dir = path.parent().unwrap_or(path);
-                    return send_representation(conn, head, file, dir, keep);
+                    return send_file(conn, head, file, dir, keep, None);
                 }
                 Err(e) => log::warn!("--fallback {}: {e:?}", path.display()),
             }
@@ -562,46 +573,162 @@ fn send_health(head: &RequestHead, keep: bool, shared: &Shared) -> Reply {
     (status, Outgoing::bytes(bytes, head_len), keep)
 }
 
-/// Sends a file as RFC 9110 §13 and §14 say: conditionals first, then ranges. Every
-/// answer about the file carries its validators (ETag, Last-Modified) and `Accept-Ranges`.
-///
-/// When precompressed sidecars exist (`FILE.br`, `FILE.gz`, which must lie inside `root`),
-/// the client's `Accept-Encoding` picks one ([`encoding::choose`]); the chosen file is then
+/// The representation chosen for a request: the file or one of its precompressed sidecars,
+/// read from disk or from the small-file cache.
+struct Chosen {
+    len: u64,
+    modified: Option<SystemTime>,
+    etag: String,
+    coding: Option<Coding>,
+    /// Sidecars exist, so every answer says `Vary: Accept-Encoding`.
+    has_variants: bool,
+    content_type: &'static str,
+    body: Source,
+}
+
+/// Where a representation's bytes come from.
+enum Source {
+    File(File),
+    /// A cached file and the index of the representation in [`Cached::reps`].
+    Memory(Arc<Cached>, usize),
+}
+
+/// The client's choice among `available` sidecars ([`encoding::choose`]).
+fn choose_coding(head: &RequestHead, available: &[Coding]) -> Option<Coding> {
+    if available.is_empty() {
+        return None;
+    }
+    let accept = join_fields(&head.headers, "accept-encoding");
+    encoding::choose(accept.as_deref(), available)
+}
+
+/// Serves an opened file: when precompressed sidecars exist (`FILE.br`, `FILE.gz`, which
+/// must lie inside `root`), the client's `Accept-Encoding` picks one; the chosen file is then
 /// the representation: its own length, validators and ranges, the original's Content-Type,
-/// and `Content-Encoding`. Every answer about a file with sidecars says
-/// `Vary: Accept-Encoding` (RFC 9110 §12.5.5), identity ones included, so caches keep the
-/// variants apart.
-fn send_representation(
+/// and `Content-Encoding`. Small files (and sidecars) go into the cache on the way.
+fn send_file(
     conn: &Conn,
     head: &RequestHead,
-    mut file: resolve::FileInfo,
+    file: resolve::FileInfo,
     root: &Path,
     keep: bool,
+    cache: Option<&FileCache>,
 ) -> io::Result<Reply> {
-    let head_only = head.method == Method::Head;
     let content_type = crate::mime::content_type(&file.path);
     let available = resolve::variants(&file);
-    let mut coding = None;
-    if !available.is_empty() {
-        let accept = join_fields(&head.headers, "accept-encoding");
-        if let Some(chosen) = encoding::choose(accept.as_deref(), &available) {
-            match resolve::open_variant(root, &file, chosen) {
-                Ok(variant) => {
-                    file = variant;
-                    coding = Some(chosen);
-                }
-                Err(e) => log::debug!("{}: variant {chosen:?} unusable: {e:?}", conn.peer),
-            }
+    if let Some(cache) = cache.filter(|c| c.enabled() && cache::cacheable(file.len)) {
+        if let Some(entry) = load(root, &file, &available, content_type)? {
+            let entry = cache.insert(&head.path, entry);
+            return send_cached(conn, head, entry, keep);
         }
     }
-    let etag = match coding {
-        Some(c) => conditional::variant_etag(file.len, file.modified, c.token()),
-        None => conditional::etag(file.len, file.modified),
+    let (rep, coding) = match choose_coding(head, &available) {
+        Some(coding) => match resolve::open_variant(root, &file, coding) {
+            Ok(variant) => (variant, Some(coding)),
+            Err(e) => {
+                log::debug!("{}: variant {coding:?} unusable: {e:?}", conn.peer);
+                (file, None)
+            }
+        },
+        None => (file, None),
     };
-    let vary: &[(&str, &str)] = if available.is_empty() {
-        &[]
-    } else {
+    let etag = match coding {
+        Some(c) => conditional::variant_etag(rep.len, rep.modified, c.token()),
+        None => conditional::etag(rep.len, rep.modified),
+    };
+    let chosen = Chosen {
+        len: rep.len,
+        modified: rep.modified,
+        etag,
+        coding,
+        has_variants: !available.is_empty(),
+        content_type,
+        body: Source::File(rep.file),
+    };
+    send_chosen(conn, head, chosen, keep)
+}
+
+/// Reads a small file and its sidecars into a cache entry; `None` when a sidecar is too
+/// large to cache or cannot be opened (then the file is served from disk).
+fn load(
+    root: &Path,
+    file: &resolve::FileInfo,
+    available: &[Coding],
+    content_type: &'static str,
+) -> io::Result<Option<Cached>> {
+    let mut reps = Vec::with_capacity(1 + available.len());
+    for coding in available {
+        let Ok(v) = resolve::open_variant(root, file, *coding) else {
+            return Ok(None);
+        };
+        if !cache::cacheable(v.len) {
+            return Ok(None);
+        }
+        reps.push(CachedRep {
+            coding: Some(*coding),
+            bytes: read_all(&v.file, v.len)?,
+            modified: v.modified,
+            etag: conditional::variant_etag(v.len, v.modified, coding.token()),
+        });
+    }
+    reps.insert(
+        0,
+        CachedRep {
+            coding: None,
+            bytes: read_all(&file.file, file.len)?,
+            modified: file.modified,
+            etag: conditional::etag(file.len, file.modified),
+        },
+    );
+    Ok(Some(Cached::new(content_type, reps)))
+}
+
+/// Reads exactly `len` bytes from the start of `file` (a shorter file is an error: it
+/// changed under us, and the next revalidation will see it).
+fn read_all(file: &File, len: u64) -> io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let mut bytes = vec![0u8; len as usize];
+    file.read_exact_at(&mut bytes, 0)?;
+    Ok(bytes)
+}
+
+/// Serves a cached file: the same negotiation and preconditions as [`send_file`], from memory.
+fn send_cached(
+    conn: &Conn,
+    head: &RequestHead,
+    entry: Arc<Cached>,
+    keep: bool,
+) -> io::Result<Reply> {
+    let codings = entry.codings();
+    let coding = choose_coding(head, &codings);
+    let index = entry
+        .reps
+        .iter()
+        .position(|r| r.coding == coding)
+        .unwrap_or(0);
+    let rep = &entry.reps[index];
+    let chosen = Chosen {
+        len: rep.bytes.len() as u64,
+        modified: rep.modified,
+        etag: rep.etag.clone(),
+        coding: rep.coding,
+        has_variants: !codings.is_empty(),
+        content_type: entry.content_type,
+        body: Source::Memory(Arc::clone(&entry), index),
+    };
+    send_chosen(conn, head, chosen, keep)
+}
+
+/// Answers with a chosen representation as RFC 9110 §13 and §14 say: conditionals first,
+/// then ranges. Every answer about it carries its validators (ETag, Last-Modified) and
+/// `Accept-Ranges`; every answer about a file with sidecars says `Vary: Accept-Encoding`
+/// (RFC 9110 §12.5.5), identity ones included, so caches keep the variants apart.
+fn send_chosen(conn: &Conn, head: &RequestHead, c: Chosen, keep: bool) -> io::Result<Reply> {
+    let head_only = head.method == Method::Head;
+    let vary: &[(&str, &str)] = if c.has_variants {
         &[("Vary", "Accept-Encoding")]
+    } else {
+        &[]
     };
     let h = &head.headers;
     let pre = Preconditions {
@@ -612,7 +739,7 @@ fn send_representation(
         if_range: h.get("if-range"),
         range: h.get("range"),
     };
-    let plan = conditional::evaluate(&pre, true, &etag, file.modified, file.len);
+    let plan = conditional::evaluate(&pre, true, &c.etag, c.modified, c.len);
     let status = match &plan {
         Plan::Full => Status::Ok,
         Plan::NotModified => Status::NotModified,
@@ -621,7 +748,7 @@ fn send_representation(
         }
         Plan::Partial(_) | Plan::Multipart(_) => Status::PartialContent,
         Plan::Unsatisfiable => {
-            let range = format!("bytes */{}", file.len);
+            let range = format!("bytes */{}", c.len);
             let status = Status::RangeNotSatisfiable;
             let out = canned(
                 status,
@@ -633,8 +760,8 @@ fn send_representation(
         }
     };
     let mut out = Head::new(status);
-    out.header("ETag", &etag);
-    if let Some(modified) = file.modified {
+    out.header("ETag", &c.etag);
+    if let Some(modified) = c.modified {
         out.header("Last-Modified", crate::http_date::format(modified));
     }
     for (name, value) in vary {
@@ -644,8 +771,8 @@ fn send_representation(
     if status != Status::NotModified {
         out.header("Accept-Ranges", "bytes")
             .header("X-Content-Type-Options", "nosniff");
-        if let Some(c) = coding {
-            out.header("Content-Encoding", c.token());
+        if let Some(coding) = c.coding {
+            out.header("Content-Encoding", coding.token());
         }
     }
     connection_header(&mut out, head.version, keep);
@@ -656,28 +783,65 @@ fn send_representation(
             Outgoing::bytes(bytes, len)
         }
         Plan::Partial(range) => {
-            out.header("Content-Type", content_type)
+            out.header("Content-Type", c.content_type)
                 .header("Content-Length", range.len())
-                .header("Content-Range", range.content_range(file.len));
-            Outgoing::file(out.finish(), file.file, range.start, range.len(), head_only)?
+                .header("Content-Range", range.content_range(c.len));
+            body_range(out.finish(), c.body, range.start, range.len(), head_only)?
         }
         Plan::Multipart(ranges) => {
-            let boundary = conditional::boundary(&etag);
-            let layout = conditional::multipart_layout(&ranges, file.len, content_type, &boundary);
+            let boundary = conditional::boundary(&c.etag);
+            let layout = conditional::multipart_layout(&ranges, c.len, c.content_type, &boundary);
             out.header(
                 "Content-Type",
                 format!("multipart/byteranges; boundary={boundary}"),
             )
             .header("Content-Length", layout.total_len);
-            Outgoing::multipart(out.finish(), file.file, layout, head_only)
+            match c.body {
+                Source::File(file) => Outgoing::multipart(out.finish(), file, layout, head_only),
+                Source::Memory(entry, i) => {
+                    let mut bytes = out.finish();
+                    let head_len = bytes.len();
+                    if !head_only {
+                        let data = &entry.reps[i].bytes;
+                        for (part_head, r) in &layout.parts {
+                            bytes.extend_from_slice(part_head);
+                            bytes.extend_from_slice(&data[r.start as usize..=r.end as usize]);
+                        }
+                        bytes.extend_from_slice(&layout.trailer);
+                    }
+                    Outgoing::bytes(bytes, head_len)
+                }
+            }
         }
         _ => {
-            out.header("Content-Type", content_type)
-                .header("Content-Length", file.len);
-            Outgoing::file(out.finish(), file.file, 0, file.len, head_only)?
+            out.header("Content-Type", c.content_type)
+                .header("Content-Length", c.len);
+            body_range(out.finish(), c.body, 0, c.len, head_only)?
         }
     };
     Ok((status, body, keep))
+}
+
+/// `head` then `len` bytes of the representation from `start`.
+fn body_range(
+    head: Vec<u8>,
+    body: Source,
+    start: u64,
+    len: u64,
+    head_only: bool,
+) -> io::Result<Outgoing> {
+    match body {
+        Source::File(file) => Outgoing::file(head, file, start, len, head_only),
+        Source::Memory(entry, i) => {
+            let mut bytes = head;
+            let head_len = bytes.len();
+            if !head_only {
+                let from = start as usize;
+                bytes.extend_from_slice(&entry.reps[i].bytes[from..from + len as usize]);
+            }
+            Ok(Outgoing::bytes(bytes, head_len))
+        }
+    }
 }
 
 /// All field lines of a list-valued field joined with commas (RFC 9110 §5.3), or `None`.

@@ -43,6 +43,7 @@
 //! ```
 
 pub mod body;
+mod cache;
 pub mod conditional;
 pub mod config;
 mod connection;

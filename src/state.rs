@@ -5,6 +5,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use crate::cache::FileCache;
 use crate::config::Config;
 use crate::shutdown::Shutdown;
 
@@ -15,6 +16,8 @@ pub(crate) struct Shared {
     pub config: Config,
     /// The stop token.
     pub shutdown: Shutdown,
+    /// The small-file cache.
+    pub cache: FileCache,
     /// Connections open anywhere: queued, being served, parked or lingering.
     open: AtomicUsize,
     /// Requests answered since start.
@@ -41,6 +44,7 @@ pub(crate) struct Shared {
 impl Shared {
     pub fn new(config: Config, shutdown: Shutdown) -> Arc<Shared> {
         Arc::new(Shared {
+            cache: FileCache::new(config.cache_valid),
             config,
             shutdown,
             open: AtomicUsize::new(0),

@@ -1,0 +1,232 @@
+//! The small-file cache: the bytes and validators of small files (and of their precompressed
+//! sidecars), kept for a short revalidation interval, so that a hot asset costs a hash lookup
+//! instead of five `stat`s, an `open`, a `readlink`, a `read` and a `close` per request.
+//!
+//! nginx's `open_file_cache` keeps descriptors; we keep the bytes instead, and only of files up
+//! to [`INLINE_BODY_MAX`]: those are the ones whose cost is all system calls (a large file's
+//! cost is the transfer), holding no descriptor means the cache can never push the process
+//! into `EMFILE`, and a file replaced on disk cannot be half-read through a stale handle.
+//!
+//! Revalidation is a full, uncached resolve (every check of [`crate::resolve`]) once an
+//! entry is older than the configured interval ([`crate::Config::cache_valid`], 1 s by
+//! default, `--cache-valid 0` turns the cache off): a changed, replaced, removed or newly
+//! compressed file is seen at most that long after the change. Entries are bounded in number
+//! and in bytes and leave oldest first. Lookups take a read lock that writers hold only to
+//! insert, about once per interval per hot file.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::encoding::Coding;
+use crate::outgoing::INLINE_BODY_MAX;
+
+/// Most entries kept: a site's hot set of small assets, not its whole tree.
+pub const CACHE_MAX_ENTRIES: usize = 1024;
+/// Most body bytes kept, all entries together (the bound on the cache's memory).
+pub const CACHE_MAX_BYTES: usize = 4 * 1024 * 1024;
+
+/// One representation of a cached file: the file itself or one precompressed sidecar.
+#[derive(Debug)]
+pub struct CachedRep {
+    /// `None` for the file itself.
+    pub coding: Option<Coding>,
+    /// The body.
+    pub bytes: Vec<u8>,
+    /// Modification time, for Last-Modified and date preconditions.
+    pub modified: Option<SystemTime>,
+    /// The entity-tag (per variant, see [`crate::conditional::variant_etag`]).
+    pub etag: String,
+}
+
+/// A cached file and its sidecars.
+#[derive(Debug)]
+pub struct Cached {
+    /// The original file's Content-Type (variants share it).
+    pub content_type: &'static str,
+    /// The identity representation first, then each sidecar that exists.
+    pub reps: Vec<CachedRep>,
+    loaded: Instant,
+}
+
+impl Cached {
+    /// A new entry, fresh as of now.
+    pub fn new(content_type: &'static str, reps: Vec<CachedRep>) -> Cached {
+        Cached {
+            content_type,
+            reps,
+            loaded: Instant::now(),
+        }
+    }
+
+    /// The codings of the sidecars.
+    pub fn codings(&self) -> Vec<Coding> {
+        self.reps.iter().filter_map(|r| r.coding).collect()
+    }
+
+    fn size(&self) -> usize {
+        self.reps.iter().map(|r| r.bytes.len()).sum()
+    }
+}
+
+/// Whether a file of `len` bytes may be cached.
+pub fn cacheable(len: u64) -> bool {
+    len <= INLINE_BODY_MAX
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    map: HashMap<String, Arc<Cached>>,
+    /// Keys in insertion order, for eviction (a key may appear again after a refresh; stale
+    /// positions are skipped).
+    order: VecDeque<(String, Instant)>,
+    bytes: usize,
+}
+
+/// The cache, shared by all workers.
+#[derive(Debug)]
+pub struct FileCache {
+    valid: Duration,
+    inner: RwLock<Inner>,
+}
+
+impl FileCache {
+    /// A cache whose entries are trusted for `valid` (zero: nothing is ever cached).
+    pub fn new(valid: Duration) -> FileCache {
+        FileCache {
+            valid,
+            inner: RwLock::new(Inner::default()),
+        }
+    }
+
+    /// Whether the cache is on.
+    pub fn enabled(&self) -> bool {
+        !self.valid.is_zero()
+    }
+
+    /// The entry for request path `key`, if it is younger than the revalidation interval.
+    pub fn get(&self, key: &str) -> Option<Arc<Cached>> {
+        if !self.enabled() {
+            return None;
+        }
+        let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        let entry = inner.map.get(key)?;
+        (entry.loaded.elapsed() < self.valid).then(|| Arc::clone(entry))
+    }
+
+    /// Stores `entry` under `key` (replacing an older one), evicting the oldest entries until
+    /// both bounds hold. An entry larger than the whole budget is not stored.
+    pub fn insert(&self, key: &str, entry: Cached) -> Arc<Cached> {
+        let entry = Arc::new(entry);
+        let size = entry.size();
+        if !self.enabled() || size > CACHE_MAX_BYTES {
+            return entry;
+        }
+        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(old) = inner.map.remove(key) {
+            inner.bytes -= old.size();
+        }
+        while inner.map.len() >= CACHE_MAX_ENTRIES || inner.bytes + size > CACHE_MAX_BYTES {
+            let Some((oldest, loaded)) = inner.order.pop_front() else {
+                break;
+            };
+            // Only the position recorded with the entry's own load time counts.
+            if inner.map.get(&oldest).is_some_and(|e| e.loaded == loaded) {
+                if let Some(old) = inner.map.remove(&oldest) {
+                    inner.bytes -= old.size();
+                }
+            }
+        }
+        inner.bytes += size;
+        inner.order.push_back((key.to_string(), entry.loaded));
+        inner.map.insert(key.to_string(), Arc::clone(&entry));
+        // Stale positions (refreshed keys) would otherwise pile up in `order`.
+        if inner.order.len() > 2 * CACHE_MAX_ENTRIES {
+            let Inner { map, order, .. } = &mut *inner;
+            order.retain(|(k, t)| map.get(k).is_some_and(|e| e.loaded == *t));
+        }
+        entry
+    }
+
+    /// Entries and body bytes held now.
+    #[cfg(test)]
+    fn usage(&self) -> (usize, usize) {
+        let inner = self.inner.read().unwrap();
+        (inner.map.len(), inner.bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(len: usize) -> Cached {
+        Cached::new(
+            "text/plain",
+            vec![CachedRep {
+                coding: None,
+                bytes: vec![b'x'; len],
+                modified: None,
+                etag: "\"t\"".into(),
+            }],
+        )
+    }
+
+    #[test]
+    fn fresh_entries_hit_and_stale_ones_miss() {
+        let c = FileCache::new(Duration::from_millis(50));
+        assert!(c.get("/a").is_none());
+        c.insert("/a", entry(3));
+        assert_eq!(c.get("/a").unwrap().reps[0].bytes.len(), 3);
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(c.get("/a").is_none(), "older than the interval: revalidate");
+    }
+
+    #[test]
+    fn a_zero_interval_turns_the_cache_off() {
+        let c = FileCache::new(Duration::ZERO);
+        c.insert("/a", entry(3));
+        assert!(c.get("/a").is_none());
+        assert_eq!(c.usage(), (0, 0));
+    }
+
+    #[test]
+    fn both_bounds_hold_and_the_oldest_leave_first() {
+        let c = FileCache::new(Duration::from_secs(60));
+        for i in 0..CACHE_MAX_ENTRIES + 10 {
+            c.insert(&format!("/{i}"), entry(1));
+        }
+        assert_eq!(c.usage().0, CACHE_MAX_ENTRIES);
+        assert!(c.get("/0").is_none() && c.get("/9").is_none());
+        assert!(c.get(&format!("/{}", CACHE_MAX_ENTRIES + 9)).is_some());
+
+        let c = FileCache::new(Duration::from_secs(60));
+        let big = INLINE_BODY_MAX as usize;
+        let fit = CACHE_MAX_BYTES / big;
+        for i in 0..fit + 3 {
+            c.insert(&format!("/{i}"), entry(big));
+        }
+        let (n, bytes) = c.usage();
+        assert!(
+            bytes <= CACHE_MAX_BYTES && n == fit,
+            "{n} entries, {bytes} bytes"
+        );
+        assert!(c.get("/0").is_none() && c.get(&format!("/{}", fit + 2)).is_some());
+    }
+
+    #[test]
+    fn refreshing_a_key_keeps_the_accounting_exact() {
+        let c = FileCache::new(Duration::from_secs(60));
+        for len in [10, 20, 5] {
+            c.insert("/a", entry(len));
+        }
+        assert_eq!(c.usage(), (1, 5));
+        for i in 0..3 * CACHE_MAX_ENTRIES {
+            c.insert("/hot", entry(1));
+            c.insert(&format!("/cold{}", i % 4), entry(1));
+        }
+        assert_eq!(c.usage(), (6, 5 + 5));
+        let inner = c.inner.read().unwrap();
+        assert!(inner.order.len() <= 2 * CACHE_MAX_ENTRIES + 1);
+    }
+}

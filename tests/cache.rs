@@ -1,0 +1,159 @@
+//! The small-file cache on the wire: cached answers are the same as uncached ones, and a file
+//! replaced on disk is seen (new bytes, new ETag) within the revalidation interval.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::{config, Response, TestDir, TestServer};
+
+fn get(srv: &TestServer, path: &str, extra: &str) -> Response {
+    srv.request(&format!(
+        "GET {path} HTTP/1.1\r\nHost: t\r\n{extra}Connection: close\r\n\r\n"
+    ))
+}
+
+fn server(d: &TestDir, valid: Duration) -> TestServer {
+    let mut c = config(&d.path);
+    c.cache_valid = valid;
+    TestServer::with_config(c)
+}
+
+/// Everything but the Date line.
+fn comparable(r: &Response) -> (String, Vec<u8>) {
+    let head: Vec<&str> = r
+        .head
+        .split("\r\n")
+        .filter(|l| !l.starts_with("Date:"))
+        .collect();
+    (head.join("\r\n"), r.body.clone())
+}
+
+#[test]
+fn cached_answers_equal_uncached_ones() {
+    let d = TestDir::new();
+    let text: String = (0..3000)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    d.file("app.js", &text);
+    d.file("app.js.gz", b"\x1f\x8bgz-bytes");
+    d.file("dir/index.html", "<p>index</p>");
+    let cached = server(&d, Duration::from_secs(60));
+    let plain = server(&d, Duration::ZERO);
+    let etag = get(&plain, "/app.js", "")
+        .header("ETag")
+        .unwrap()
+        .to_string();
+    let lm = get(&plain, "/app.js", "")
+        .header("Last-Modified")
+        .unwrap()
+        .to_string();
+    let rows: Vec<(&str, String)> = vec![
+        ("/app.js", String::new()),
+        ("/app.js", "Accept-Encoding: gzip\r\n".into()),
+        ("/app.js", "Accept-Encoding: br;q=1, gzip;q=0.5\r\n".into()),
+        ("/app.js", "Range: bytes=10-19\r\n".into()),
+        ("/app.js", "Range: bytes=-5\r\n".into()),
+        ("/app.js", "Range: bytes=0-1,100-110,2990-\r\n".into()),
+        ("/app.js", "Range: bytes=5000-\r\n".into()),
+        ("/app.js", format!("If-None-Match: {etag}\r\n")),
+        ("/app.js", "If-Match: \"other\"\r\n".to_string()),
+        ("/app.js", format!("If-Modified-Since: {lm}\r\n")),
+        (
+            "/app.js",
+            format!("Range: bytes=0-3\r\nIf-Range: {etag}\r\n"),
+        ),
+        (
+            "/app.js",
+            "Range: bytes=0-3\r\nIf-Range: \"old\"\r\n".into(),
+        ),
+        ("/dir/", String::new()),
+        ("/dir", String::new()),
+        ("/missing", String::new()),
+    ];
+    for (path, extra) in &rows {
+        // Twice on the cached server: the first fills the cache, the second is a hit.
+        let _ = get(&cached, path, extra);
+        let hit = get(&cached, path, extra);
+        let miss = get(&plain, path, extra);
+        assert_eq!(comparable(&hit), comparable(&miss), "{path} {extra:?}");
+    }
+    let head = cached.request("HEAD /app.js HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    let plain_head = plain.request("HEAD /app.js HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    assert_eq!(comparable(&head), comparable(&plain_head));
+}
+
+#[test]
+fn a_replaced_file_is_seen_within_the_revalidation_interval() {
+    let d = TestDir::new();
+    d.file("a.txt", "version one\n");
+    let valid = Duration::from_secs(2);
+    let srv = server(&d, valid);
+    let first = get(&srv, "/a.txt", "");
+    assert_eq!(first.text(), "version one\n");
+    let old_tag = first.header("ETag").unwrap().to_string();
+
+    // Replace it the way deploy tools do: write a new file, rename it over the old one.
+    let tmp = d.file("a.txt.new", "version two, longer\n");
+    std::fs::rename(&tmp, d.path.join("a.txt")).unwrap();
+    let replaced = Instant::now();
+    // Within the interval the cached copy may still be served: that is the cache working
+    // (and this test would not notice a cache that is never used without it).
+    assert_eq!(get(&srv, "/a.txt", "").text(), "version one\n");
+
+    loop {
+        let r = get(&srv, "/a.txt", "");
+        if r.text() == "version two, longer\n" {
+            assert_ne!(r.header("ETag").unwrap(), old_tag, "new bytes, new tag");
+            break;
+        }
+        assert_eq!(r.text(), "version one\n", "never a mix");
+        assert!(
+            replaced.elapsed() < valid + Duration::from_secs(1),
+            "still the old file {:?} after the replacement",
+            replaced.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn removed_files_and_new_sidecars_are_seen_too() {
+    let d = TestDir::new();
+    d.file("a.css", "body{}");
+    let valid = Duration::from_millis(300);
+    let srv = server(&d, valid);
+    assert_eq!(get(&srv, "/a.css", "").header("Vary"), None);
+    d.file("a.css.gz", "gz");
+    let t = Instant::now();
+    while get(&srv, "/a.css", "Accept-Encoding: gzip\r\n").text() != "gz" {
+        assert!(
+            t.elapsed() < valid + Duration::from_secs(1),
+            "sidecar not seen"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        get(&srv, "/a.css", "").header("Vary"),
+        Some("Accept-Encoding")
+    );
+    std::fs::remove_file(d.path.join("a.css")).unwrap();
+    let t = Instant::now();
+    while get(&srv, "/a.css", "").status != 404 {
+        assert!(
+            t.elapsed() < valid + Duration::from_secs(1),
+            "removal not seen"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn with_the_cache_off_a_change_is_seen_at_once() {
+    let d = TestDir::new();
+    d.file("a.txt", "one\n");
+    let srv = server(&d, Duration::ZERO);
+    assert_eq!(get(&srv, "/a.txt", "").text(), "one\n");
+    d.file("a.txt", "two\n");
+    assert_eq!(get(&srv, "/a.txt", "").text(), "two\n");
+}
