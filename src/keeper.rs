@@ -26,6 +26,7 @@ use std::collections::BinaryHeap;
 use std::io::{self, Read};
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{fence, AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -42,6 +43,8 @@ use crate::state::{OpenGuard, Shared};
 const WAKE: Token = Token(usize::MAX);
 /// Most readiness events handled per poll call.
 const EVENTS_PER_POLL: usize = 1024;
+/// Stale deadline entries tolerated before the heap is rebuilt (see `compact_heap`).
+const HEAP_SLACK: usize = 1024;
 /// While draining, re-check the open count at least this often (the last close also wakes us).
 const DRAIN_TICK: Duration = Duration::from_millis(50);
 
@@ -68,6 +71,9 @@ pub(crate) enum Parcel {
 pub(crate) struct KeeperHandle {
     tx: Sender<Parcel>,
     waker: Arc<Waker>,
+    /// The keeper is (about to be) blocked in `poll`: only then does a parcel need the
+    /// waker's system call. Under load the keeper is mostly awake and parcels just queue.
+    sleeping: Arc<AtomicBool>,
 }
 
 impl KeeperHandle {
@@ -81,8 +87,13 @@ impl KeeperHandle {
         // The keeper outlives every open connection, so a send fails only after it exited,
         // when dropping the parcel (closing the socket) is the right thing anyway.
         if self.tx.send(parcel).is_ok() {
-            if let Err(e) = self.waker.wake() {
-                log::error!("cannot wake the keeper: {e}");
+            // Pairs with the fence in `Keeper::run`: either the keeper sees this parcel
+            // before it blocks, or we see that it sleeps and wake it.
+            fence(Ordering::SeqCst);
+            if self.sleeping.swap(false, Ordering::SeqCst) {
+                if let Err(e) = self.waker.wake() {
+                    log::error!("cannot wake the keeper: {e}");
+                }
             }
         }
     }
@@ -105,6 +116,7 @@ struct Entry {
 
 struct Keeper {
     poll: Poll,
+    sleeping: Arc<AtomicBool>,
     rx: Receiver<Parcel>,
     ready: Sender<Job>,
     /// The accept queue, only to see how many new connections wait (never received from).
@@ -129,8 +141,10 @@ pub(crate) fn start(
     let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
     shared.shutdown.add_waker(Arc::clone(&waker));
     let (tx, rx) = crossbeam_channel::unbounded();
+    let sleeping = Arc::new(AtomicBool::new(false));
     let mut keeper = Keeper {
         poll,
+        sleeping: Arc::clone(&sleeping),
         rx,
         ready,
         new_queue,
@@ -148,7 +162,14 @@ pub(crate) fn start(
             keeper.run();
             let _ = done.send(());
         })?;
-    Ok((KeeperHandle { tx, waker }, thread))
+    Ok((
+        KeeperHandle {
+            tx,
+            waker,
+            sleeping,
+        },
+        thread,
+    ))
 }
 
 impl Keeper {
@@ -170,7 +191,14 @@ impl Keeper {
             if self.draining {
                 timeout = Some(timeout.map_or(DRAIN_TICK, |t| t.min(DRAIN_TICK)));
             }
-            if let Err(e) = self.poll.poll(&mut events, timeout) {
+            self.sleeping.store(true, Ordering::SeqCst);
+            fence(Ordering::SeqCst);
+            if !self.rx.is_empty() {
+                timeout = Some(Duration::ZERO); // a parcel came before the flag was up
+            }
+            let polled = self.poll.poll(&mut events, timeout);
+            self.sleeping.store(false, Ordering::SeqCst);
+            if let Err(e) = polled {
                 if e.kind() != io::ErrorKind::Interrupted {
                     log::error!("keeper: poll failed: {e}");
                     std::thread::sleep(DRAIN_TICK);
@@ -245,11 +273,30 @@ impl Keeper {
         self.next_gen += 1;
         let gen = self.next_gen;
         self.heap.push(Reverse((deadline, slot, gen)));
+        self.compact_heap();
         self.slots[slot] = Some(Entry {
             kind,
             gen,
             deadline,
         });
+    }
+
+    /// The heap drops entries lazily (a connection that leaves before its deadline leaves its
+    /// entry behind), so under load it would grow with requests × keep-alive timeout (90k
+    /// req/s × 30 s is millions of entries). Rebuilding it from the live entries whenever it is
+    /// four times larger than needed keeps it proportional to the parked set, at an amortized
+    /// O(1) per park.
+    fn compact_heap(&mut self) {
+        let live = self.slots.len() - self.free.len();
+        if self.heap.len() <= 4 * live + HEAP_SLACK {
+            return;
+        }
+        self.heap = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, e)| e.as_ref().map(|e| Reverse((e.deadline, slot, e.gen))))
+            .collect();
     }
 
     /// A deadline shortened for the drain: a fresh connection gets a short grace to send its
