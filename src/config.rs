@@ -354,21 +354,13 @@ impl Config {
                         parse_duration("--shutdown-timeout", &value("--shutdown-timeout")?)?
                 }
                 "--drain-delay" => {
-                    let v = value("--drain-delay")?;
-                    cfg.drain_delay = if v == "0" {
-                        Duration::ZERO
-                    } else {
-                        parse_duration("--drain-delay", &v)?
-                    }
+                    cfg.drain_delay =
+                        parse_duration_or_zero("--drain-delay", &value("--drain-delay")?)?
                 }
                 "--hidden" if inline.is_none() => cfg.hidden = true,
                 "--cache-valid" => {
-                    let v = value("--cache-valid")?;
-                    cfg.cache_valid = if v == "0" {
-                        Duration::ZERO
-                    } else {
-                        parse_duration("--cache-valid", &v)?
-                    }
+                    cfg.cache_valid =
+                        parse_duration_or_zero("--cache-valid", &value("--cache-valid")?)?
                 }
                 "--404" => cfg.not_found_page = Some(PathBuf::from(value("--404")?)),
                 "--fallback" => cfg.fallback = Some(PathBuf::from(value("--fallback")?)),
@@ -428,6 +420,15 @@ fn parse_num(name: &str, s: &str, min: usize, max: usize) -> Result<usize, Confi
         _ => Err(ConfigError(format!(
             "{name}: {s:?} is not a number from {min} to {max}"
         ))),
+    }
+}
+
+/// Like [`parse_duration`], but a plain `0` is allowed and means "off".
+fn parse_duration_or_zero(name: &str, s: &str) -> Result<Duration, ConfigError> {
+    if s == "0" {
+        Ok(Duration::ZERO)
+    } else {
+        parse_duration(name, s)
     }
 }
 
