@@ -130,7 +130,7 @@ start_server() {
             local workers=()
             [[ $name == poolserve-w* ]] && workers=(--workers "${name#poolserve-w}")
             errlog=$dir/stderr.log
-            RUST_LOG=warn taskset -c "$SERVER_CPU" "$POOLSERVE" --root "$ROOT" \
+            RUST_LOG=warn taskset -c "$SERVER_CPU" "$POOLSERVE" --root "$ROOT" --access-log off \
                 --addr "127.0.0.1:$port" --max-requests 100000 "${workers[@]}" \
                 >"$dir/stdout.log" 2>"$errlog" &
             ;;

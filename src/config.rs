@@ -146,6 +146,8 @@ pub struct Config {
     pub fallback: Option<PathBuf>,
     /// Per-connection limits and timeouts.
     pub limits: Limits,
+    /// The access log's format (stdout; `Off` for none).
+    pub access_log: crate::access::Format,
     /// How long the small-file cache trusts an entry (zero: no cache). See [`CACHE_VALID`].
     pub cache_valid: Duration,
     /// Test seam, never set by the command line: see [`HoldGate`].
@@ -182,6 +184,7 @@ impl Default for Config {
             fallback: None,
             limits: Limits::default(),
             cache_valid: CACHE_VALID,
+            access_log: crate::access::Format::Combined,
             hold: None,
         }
     }
@@ -210,6 +213,56 @@ pub enum CliAction {
     Help,
     /// Print the version line and exit 0.
     Version,
+}
+
+/// Every option that can also come from the environment, and whether it takes a value.
+pub const ENV_OPTIONS: &[(&str, bool)] = &[
+    ("--root", true),
+    ("--addr", true),
+    ("--port", true),
+    ("--workers", true),
+    ("--queue", true),
+    ("--max-connections", true),
+    ("--overload", true),
+    ("--max-requests", true),
+    ("--header-timeout", true),
+    ("--keepalive-timeout", true),
+    ("--write-timeout", true),
+    ("--shutdown-timeout", true),
+    ("--drain-delay", true),
+    ("--hidden", false),
+    ("--health-path", true),
+    ("--cache-valid", true),
+    ("--access-log", true),
+    ("--404", true),
+    ("--fallback", true),
+];
+
+/// The environment variable for an option: `--max-requests` → `POOLSERVE_MAX_REQUESTS`.
+pub fn env_name(flag: &str) -> String {
+    format!(
+        "POOLSERVE_{}",
+        flag.trim_start_matches('-')
+            .to_uppercase()
+            .replace('-', "_")
+    )
+}
+
+/// The variable names, wrapped for `--help`.
+fn env_names() -> String {
+    let mut out = String::from(" ");
+    let mut width = 1;
+    for (flag, _) in ENV_OPTIONS {
+        let name = env_name(flag);
+        if width + name.len() + 1 > 90 {
+            out.push_str("\n ");
+            width = 1;
+        }
+        out.push(' ');
+        out.push_str(&name);
+        width += name.len() + 1;
+    }
+    out
 }
 
 /// The `--help` text.
@@ -243,6 +296,8 @@ Options:
                            \"off\" disables it [default: /health]
   --cache-valid SECS       small files are cached this long before the path is checked
                            again; 0 turns the cache off [default: {cv}]
+  --access-log FORMAT      one line per request on stdout: combined (NCSA Combined plus
+                           seconds), json, or off [default: combined]
   --404 FILE               serve FILE (status 404) for paths that are not found
   --fallback FILE          serve FILE (status 200) for a missing path without an
                            extension: a single-page app's entry, e.g. html/index.html
@@ -250,9 +305,15 @@ Options:
   -V, --version            print the version and exit
 
 Durations are seconds (\"2.5\") or milliseconds with an ms suffix (\"500ms\").
-Logging: RUST_LOG=info (default) prints one access line per request; RUST_LOG=warn hides them.
+Logging: access lines go to stdout (--access-log); diagnostics go to stderr, filtered by
+RUST_LOG (default: info; warn hides start/stop messages).
 Signals: SIGINT/SIGTERM drain gracefully; a second signal exits at once.
+
+Environment: every option above can also be set as POOLSERVE_<OPTION>, upper case with
+underscores (POOLSERVE_HIDDEN takes 1/true/yes or 0/false/no); the command line wins:
+{env}
 ",
+        env = env_names(),
         version = env!("CARGO_PKG_VERSION"),
         workers = d.workers,
         queue = d.queue,
@@ -276,6 +337,44 @@ fn secs(d: Duration) -> String {
 }
 
 impl Config {
+    /// [`Config::from_args`] with the `POOLSERVE_*` environment variables in front of the
+    /// arguments, so that a flag on the command line wins. `env` looks a variable up (the
+    /// process environment in the binary, a table in tests). A bad value names its variable.
+    pub fn from_env_and_args<I>(
+        env: impl Fn(&str) -> Option<OsString>,
+        args: I,
+    ) -> Result<CliAction, ConfigError>
+    where
+        I: IntoIterator<Item = OsString>,
+    {
+        let mut from_env: Vec<OsString> = Vec::new();
+        for (flag, takes_value) in ENV_OPTIONS {
+            let name = env_name(flag);
+            let Some(value) = env(&name) else { continue };
+            let value = value
+                .into_string()
+                .map_err(|v| ConfigError(format!("{name}: value is not UTF-8: {v:?}")))?;
+            let pair: Vec<OsString> = if *takes_value {
+                vec![flag.into(), value.into()]
+            } else {
+                match value.to_ascii_lowercase().as_str() {
+                    "1" | "true" | "yes" | "on" => vec![flag.into()],
+                    "0" | "false" | "no" | "off" | "" => vec![],
+                    _ => {
+                        return Err(ConfigError(format!(
+                            "{name}: {value:?} is not 1/true/yes or 0/false/no"
+                        )))
+                    }
+                }
+            };
+            // Checked alone first, so that an error names the variable, not a flag the
+            // user never typed.
+            Config::from_args(pair.clone()).map_err(|e| ConfigError(format!("{name}: {}", e.0)))?;
+            from_env.extend(pair);
+        }
+        Config::from_args(from_env.into_iter().chain(args))
+    }
+
     /// Parses command-line arguments (without the program name). Flags take their value as
     /// the next argument or after `=`. The root is checked later, by `Server::bind`.
     pub fn from_args<I>(args: I) -> Result<CliAction, ConfigError>
@@ -358,6 +457,18 @@ impl Config {
                         parse_duration_or_zero("--drain-delay", &value("--drain-delay")?)?
                 }
                 "--hidden" if inline.is_none() => cfg.hidden = true,
+                "--access-log" => {
+                    cfg.access_log = match value("--access-log")?.as_str() {
+                        "combined" => crate::access::Format::Combined,
+                        "json" => crate::access::Format::Json,
+                        "off" => crate::access::Format::Off,
+                        other => {
+                            return Err(ConfigError(format!(
+                                "--access-log: {other:?} is not combined, json or off"
+                            )))
+                        }
+                    }
+                }
                 "--cache-valid" => {
                     cfg.cache_valid =
                         parse_duration_or_zero("--cache-valid", &value("--cache-valid")?)?
@@ -603,6 +714,84 @@ mod tests {
         assert_eq!(run(&["-h", "--bogus"]), Ok(CliAction::Help));
         assert_eq!(run(&["--version"]), Ok(CliAction::Version));
         assert!(usage().contains("--root DIR"));
+    }
+
+    fn with_env(vars: &[(&str, &str)], args: &[&str]) -> Result<CliAction, ConfigError> {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let env = move |name: &str| {
+            vars.iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| OsString::from(v))
+        };
+        Config::from_env_and_args(env, args.iter().map(OsString::from))
+    }
+
+    #[test]
+    fn environment_variables_with_flags_winning() {
+        let cfg = |vars: &[(&str, &str)], args: &[&str]| match with_env(vars, args) {
+            Ok(CliAction::Run(c)) => c,
+            other => panic!("{vars:?} {args:?}: {other:?}"),
+        };
+        let c = cfg(
+            &[
+                ("POOLSERVE_WORKERS", "3"),
+                ("POOLSERVE_HIDDEN", "1"),
+                ("POOLSERVE_ROOT", "/srv/www"),
+                ("POOLSERVE_ACCESS_LOG", "json"),
+                ("POOLSERVE_MAX_REQUESTS", "7"),
+            ],
+            &[],
+        );
+        assert_eq!(c.workers, 3);
+        assert!(c.hidden);
+        assert_eq!(c.root, PathBuf::from("/srv/www"));
+        assert_eq!(c.access_log, crate::access::Format::Json);
+        assert_eq!(c.limits.max_requests, 7);
+        let c = cfg(&[("POOLSERVE_WORKERS", "3")], &["--workers", "5"]);
+        assert_eq!(c.workers, 5, "the flag wins");
+        assert!(!cfg(&[("POOLSERVE_HIDDEN", "false")], &[]).hidden);
+        assert!(cfg(&[("POOLSERVE_HIDDEN", "0")], &["--hidden"]).hidden);
+        assert_eq!(
+            cfg(&[("POOLSERVE_404", "x.html")], &[]).not_found_page,
+            Some(PathBuf::from("x.html"))
+        );
+        for (vars, needle) in [
+            (
+                &[("POOLSERVE_WORKERS", "x")][..],
+                "POOLSERVE_WORKERS: --workers",
+            ),
+            (&[("POOLSERVE_HIDDEN", "maybe")][..], "POOLSERVE_HIDDEN:"),
+            (&[("POOLSERVE_OVERLOAD", "drop")][..], "POOLSERVE_OVERLOAD:"),
+        ] {
+            let e = with_env(vars, &[]).unwrap_err();
+            assert!(e.0.starts_with(needle), "{e:?}");
+        }
+    }
+
+    #[test]
+    fn every_option_has_its_variable_and_help_lists_it() {
+        let help = usage();
+        for (flag, takes_value) in ENV_OPTIONS {
+            let args: Vec<&str> = if *takes_value {
+                vec![flag, "1"]
+            } else {
+                vec![flag]
+            };
+            // Accepted by the parser (a value error is fine: the flag is known).
+            if let Err(e) = run(&args) {
+                assert!(!e.0.starts_with("unknown option"), "{flag}: {e:?}");
+            }
+            assert!(help.contains(&env_name(flag)), "{flag} missing from --help");
+            assert!(
+                help.contains(&format!("  {flag} ")),
+                "{flag} not documented"
+            );
+        }
+        assert_eq!(env_name("--max-requests"), "POOLSERVE_MAX_REQUESTS");
+        assert_eq!(env_name("--404"), "POOLSERVE_404");
     }
 
     #[test]

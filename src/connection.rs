@@ -22,6 +22,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
+use crate::access;
 use crate::body::BodyDiscarder;
 use crate::cache::{self, Cached, CachedRep, FileCache};
 use crate::conditional::{self, Plan, Preconditions};
@@ -39,6 +40,8 @@ use crate::state::{OpenGuard, Shared};
 const MAX_REQUESTS_PER_TURN: u32 = 8;
 
 thread_local! {
+    /// Each worker's access-log line, reused.
+    static LOG_LINE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     /// Each worker's read buffer (one maximal head), zeroed once, reused for every read.
     static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
@@ -74,11 +77,39 @@ pub(crate) struct Conn {
 struct Pending {
     out: Outgoing,
     status: Status,
-    /// The access-log request line; `None` for health probes, which are logged at debug.
-    log_line: Option<String>,
+    /// What the access log needs; `None` for health probes (logged at debug) and when the
+    /// access log is off.
+    log: Option<LogInfo>,
     start: Instant,
     /// Keep the connection open afterwards.
     keep: bool,
+}
+
+/// The request's fields for its access-log line, copied when the request is answered.
+#[derive(Debug)]
+struct LogInfo {
+    format: access::Format,
+    time: SystemTime,
+    request: String,
+    referer: Option<String>,
+    user_agent: Option<String>,
+}
+
+impl LogInfo {
+    /// `None` when the access log is off; `head` is `None` for a request we could not parse.
+    fn new(format: access::Format, head: Option<&RequestHead>) -> Option<LogInfo> {
+        if format == access::Format::Off {
+            return None;
+        }
+        let field = |name| head.and_then(|h| h.headers.get(name)).map(str::to_string);
+        Some(LogInfo {
+            format,
+            time: SystemTime::now(),
+            request: head.map_or_else(|| "-".to_string(), request_line),
+            referer: field("referer"),
+            user_agent: field("user-agent"),
+        })
+    }
 }
 
 /// What a parked connection waits for, which decides its deadline and its fate in a drain.
@@ -340,8 +371,8 @@ fn flush(conn: &mut Conn, limits: &Limits, load: &dyn Load) -> io::Result<Flush>
 /// The access-log line of a finished (or abandoned) response, with the body bytes that
 /// actually went out.
 fn log_done(peer: SocketAddr, p: &Pending) {
-    if let Some(line) = &p.log_line {
-        access_log(peer, line, p.status, p.out.body_written(), p.start);
+    if let Some(info) = &p.log {
+        access_log(peer, info, p.status, p.out.body_written(), p.start);
     }
 }
 
@@ -368,7 +399,7 @@ fn fail(conn: &mut Conn, err: HttpError, shared: &Shared) {
     conn.pending = Some(Box::new(Pending {
         out: canned(status, false, Some("close"), &[]),
         status,
-        log_line: Some("-".to_string()),
+        log: LogInfo::new(shared.config.access_log, None),
         start: Instant::now(),
         keep: false,
     }));
@@ -431,19 +462,17 @@ fn exchange(conn: &mut Conn, head: RequestHead, shared: &Shared, load: &dyn Load
             (status, canned(status, head_only, Some("close"), &[]), false)
         }
     };
-    let log_line = if is_health_probe(&head, shared) {
+    let log = if is_health_probe(&head, shared) {
         log::debug!("{} health probe: {}", conn.peer, status.code());
         None
-    } else if log::log_enabled!(target: "poolserve::access", log::Level::Info) {
-        Some(request_line(&head))
     } else {
-        None // access log off: no line to format
+        LogInfo::new(shared.config.access_log, Some(&head))
     };
     conn.unread_input |= body_left;
     conn.pending = Some(Box::new(Pending {
         out,
         status,
-        log_line,
+        log,
         start,
         keep,
     }));
@@ -905,16 +934,25 @@ fn request_line(head: &RequestHead) -> String {
     format!("{} {} {version}", head.method.as_str(), head.target)
 }
 
-/// One line per request at `info`, under the `poolserve::access` target so that
-/// `RUST_LOG=poolserve::access=off` silences it alone. The parser has already refused control
-/// bytes in the request line, so it is logged as is.
-fn access_log(peer: SocketAddr, line: &str, status: Status, bytes: u64, start: Instant) {
-    log::info!(
-        target: "poolserve::access",
-        "{peer} \"{line}\" {} {bytes} {:.3}ms",
-        status.code(),
-        start.elapsed().as_secs_f64() * 1000.0
-    );
+/// Writes one access-log line to stdout (see [`access`]). stdout is line-buffered, so the
+/// line goes out in one `write`; a failed write (stdout closed) is ignored: the log must not
+/// cost a request.
+fn access_log(peer: SocketAddr, info: &LogInfo, status: Status, bytes: u64, start: Instant) {
+    let record = access::Record {
+        peer,
+        time: info.time,
+        request: &info.request,
+        status: status.code(),
+        bytes,
+        referer: info.referer.as_deref(),
+        user_agent: info.user_agent.as_deref(),
+        duration: start.elapsed(),
+    };
+    LOG_LINE.with_borrow_mut(|line| {
+        line.clear();
+        access::format_into(info.format, &record, line);
+        let _ = io::stdout().lock().write_all(line);
+    });
 }
 
 /// The keeper's verdict on a connection whose deadline passed while parked: a partial head
@@ -922,7 +960,7 @@ fn access_log(peer: SocketAddr, line: &str, status: Status, bytes: u64, start: I
 /// quietly, as nginx does for keep-alive; a response stalled longer than the write timeout is
 /// abandoned (logged with the bytes that went out). The socket is non-blocking, so the keeper
 /// never waits on the 408: a client that does not even read 200 bytes loses it.
-pub(crate) fn expire(mut conn: Conn) -> Option<(TcpStream, OpenGuard)> {
+pub(crate) fn expire(mut conn: Conn, format: access::Format) -> Option<(TcpStream, OpenGuard)> {
     match conn.waiting() {
         Waiting::Head => {}
         Waiting::Write => {
@@ -938,13 +976,15 @@ pub(crate) fn expire(mut conn: Conn) -> Option<(TcpStream, OpenGuard)> {
     let status = HttpError::HeadTimeout.status();
     let (bytes, body) = response::status_response(status, false, Some("close"), &[]);
     let complete = (&conn.stream).write(&bytes).is_ok_and(|n| n == bytes.len());
-    access_log(
-        conn.peer,
-        "-",
-        status,
-        if complete { body } else { 0 },
-        start,
-    );
+    if let Some(info) = LogInfo::new(format, None) {
+        access_log(
+            conn.peer,
+            &info,
+            status,
+            if complete { body } else { 0 },
+            start,
+        );
+    }
     let _ = conn.stream.shutdown(Half::Write);
     complete.then(|| conn.into_linger())
 }

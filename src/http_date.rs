@@ -20,6 +20,7 @@
 //!   as RFC 9110 §5.6.7 requires.
 
 use std::cell::Cell;
+use std::io::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Length of an IMF-fixdate, e.g. `Sun, 06 Nov 1994 08:49:37 GMT`.
@@ -136,6 +137,32 @@ fn render(secs: u64) -> [u8; LEN] {
     put(&two_digits((tod % 60) as u32));
     put(b" GMT");
     out
+}
+
+/// The parts of a clamped Unix second: (year, month 1..=12, day, hour, minute, second).
+fn parts(t: SystemTime) -> (i64, u32, u32, u32, u32, u32) {
+    let secs = unix_secs(t);
+    let (year, month, day) = civil_from_days((secs / DAY_SECS) as i64);
+    let tod = secs % DAY_SECS;
+    let (h, m, s) = (tod / 3600, tod / 60 % 60, tod % 60);
+    (year, month, day, h as u32, m as u32, s as u32)
+}
+
+/// Appends the time in the Common Log Format's `[day/Mon/year:HH:MM:SS +0000]` form, without
+/// the brackets (UTC: log tools parse the offset, and servers in one fleet then agree).
+pub fn clf_into(t: SystemTime, out: &mut Vec<u8>) {
+    let (year, month, day, h, m, s) = parts(t);
+    let _ = write!(
+        out,
+        "{day:02}/{}/{year:04}:{h:02}:{m:02}:{s:02} +0000",
+        MONTHS[(month - 1) as usize]
+    );
+}
+
+/// Appends the time as RFC 3339 UTC (`2026-11-25T10:20:00Z`), for JSON logs.
+pub fn rfc3339_into(t: SystemTime, out: &mut Vec<u8>) {
+    let (year, month, day, h, m, s) = parts(t);
+    let _ = write!(out, "{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}Z");
 }
 
 /// `n` (< 100) as two ASCII digits.

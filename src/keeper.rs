@@ -397,7 +397,9 @@ impl Keeper {
                 self.shared
                     .timeouts
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if let Some((stream, open)) = connection::expire(conn) {
+                if let Some((stream, open)) =
+                    connection::expire(conn, self.shared.config.access_log)
+                {
                     self.admit(Parcel::Linger(stream, open));
                 }
             }

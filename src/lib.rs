@@ -42,6 +42,7 @@
 //! # std::fs::remove_dir_all(root).unwrap();
 //! ```
 
+pub mod access;
 pub mod body;
 mod cache;
 pub mod conditional;

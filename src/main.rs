@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use poolserve::{CliAction, Config, Server};
 
 fn main() -> ExitCode {
-    let config = match Config::from_args(std::env::args_os().skip(1)) {
+    let env = |name: &str| std::env::var_os(name);
+    let config = match Config::from_env_and_args(env, std::env::args_os().skip(1)) {
         Ok(CliAction::Run(config)) => config,
         Ok(CliAction::Help) => {
             print!("{}", poolserve::config::usage());

@@ -436,3 +436,74 @@ fn sigusr1_logs_the_counters() {
     assert!(stats[1].contains("forced=0"), "{}", stats[1]);
     assert_eq!(status.code(), Some(0));
 }
+
+/// The access log: one line per request on stdout (not stderr), NCSA Combined by default
+/// with client fields escaped, JSON on request, nothing with `off`; health probes are not
+/// logged.
+#[test]
+fn access_log_lines_go_to_stdout_in_the_chosen_format() {
+    let d = TestDir::new();
+    d.file("a.txt", "aaa\n");
+    for (format, check) in [("combined", "combined"), ("json", "json"), ("off", "off")] {
+        let mut child = Command::new(BIN)
+            .args(["--root", d.path.to_str().unwrap(), "--port", "0"])
+            .args(["--access-log", format])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn poolserve");
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut first = String::new();
+        out.read_line(&mut first).unwrap();
+        let addr: SocketAddr = first
+            .split("http://")
+            .nth(1)
+            .and_then(|rest| rest.split('/').next())
+            .and_then(|a| a.parse().ok())
+            .unwrap();
+        for raw in [
+            "GET /a.txt HTTP/1.1\r\nHost: t\r\nUser-Agent: \u{e9}vil \"agent\r\nReferer: http://r/\r\nConnection: close\r\n\r\n",
+            "GET /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+            "GET /missing HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        ] {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            s.write_all(raw.as_bytes()).unwrap();
+            let mut resp = Vec::new();
+            s.read_to_end(&mut resp).unwrap();
+        }
+        signal(&child, "-INT");
+        let status = wait_with_timeout(&mut child, Duration::from_secs(10)).expect("exits");
+        assert!(status.success());
+        let mut rest = String::new();
+        out.read_to_string(&mut rest).unwrap();
+        let lines: Vec<&str> = rest.lines().collect();
+        match check {
+            "combined" => {
+                assert_eq!(lines.len(), 2, "{rest}");
+                assert!(lines[0].starts_with("127.0.0.1 - - ["), "{rest}");
+                assert!(
+                    lines[0].contains(
+                        "] \"GET /a.txt HTTP/1.1\" 200 4 \"http://r/\" \"\\xC3\\xA9vil \\\"agent\" "
+                    ),
+                    "{rest}"
+                );
+                assert!(
+                    lines[1].contains("\"GET /missing HTTP/1.1\" 404 "),
+                    "{rest}"
+                );
+            }
+            "json" => {
+                assert_eq!(lines.len(), 2, "{rest}");
+                assert!(lines[0].starts_with("{\"time\":\""), "{rest}");
+                assert!(
+                    lines[0].contains("\"status\":200,\"bytes\":4,\"referer\":\"http://r/\",\"user_agent\":\"\u{e9}vil \\\"agent\""),
+                    "{rest}"
+                );
+                assert!(lines[1].contains("\"status\":404"), "{rest}");
+            }
+            _ => assert!(lines.is_empty(), "{rest}"),
+        }
+    }
+}

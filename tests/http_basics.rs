@@ -3,7 +3,10 @@
 
 mod support;
 
-use support::{TestDir, TestServer};
+use std::io::Write;
+use std::net::TcpStream;
+
+use support::{read_response, TestDir, TestServer};
 
 fn site() -> TestDir {
     let d = TestDir::new();
@@ -199,4 +202,43 @@ fn large_files_are_byte_exact() {
     assert_eq!(r.status, 200);
     assert_eq!(r.header("Content-Type"), Some("application/octet-stream"));
     assert!(r.body == data, "body differs");
+}
+
+/// `--addr [::]:PORT` serves IPv6 and, where the host allows dual-stack sockets (Linux's
+/// default `net.ipv6.bindv6only = 0`), IPv4 too. Skipped with a message on a host without
+/// IPv6, where binding fails with a clear error instead.
+#[test]
+fn an_ipv6_wildcard_address_serves_both_families() {
+    let d = site();
+    let mut c = support::config(&d.path);
+    c.addr = "[::]:0".parse().unwrap();
+    let server = match poolserve::Server::bind(c) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("skipped: no IPv6 on this host ({e})");
+            assert!(e.to_string().starts_with("cannot bind [::]:0"), "{e}");
+            return;
+        }
+    };
+    let port = server.local_addr().port();
+    let running = server.spawn().unwrap();
+    let v6_only = std::fs::read_to_string("/proc/sys/net/ipv6/bindv6only")
+        .map(|v| v.trim() == "1")
+        .unwrap_or(false);
+    let mut targets = vec![format!("[::1]:{port}")];
+    if !v6_only {
+        targets.push(format!("127.0.0.1:{port}"));
+    }
+    for target in targets {
+        let Ok(mut s) = TcpStream::connect(&target) else {
+            eprintln!("skipped {target}: loopback not reachable");
+            continue;
+        };
+        s.set_read_timeout(Some(support::IO_TIMEOUT)).unwrap();
+        s.write_all(b"GET /style.css HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let r = read_response(&mut s, false).unwrap();
+        assert_eq!(r.status, 200, "{target}");
+    }
+    running.stop().unwrap();
 }

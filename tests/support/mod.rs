@@ -64,6 +64,8 @@ pub fn config(root: &Path) -> Config {
         addr: "127.0.0.1:0".parse().unwrap(),
         workers: 4,
         queue: 1024,
+        // In-process servers would write access lines to the test harness's stdout.
+        access_log: poolserve::access::Format::Off,
         ..Config::default()
     };
     c.limits.head_timeout = Duration::from_secs(2);

@@ -1,0 +1,202 @@
+//! The access log: one line per request on stdout, apart from the diagnostic log (stderr,
+//! `RUST_LOG`), in the NCSA Combined format that log tools and fail2ban read, or as one JSON
+//! object per line. This module formats; `connection.rs` decides what is logged (health
+//! probes are not) and writes the line.
+//!
+//! Every field that comes from the client is escaped, so a request cannot forge a second log
+//! line or break a JSON parser: in Combined, `"` and `\` get a backslash and every byte that
+//! is not printable ASCII becomes `\xHH` (nginx's rule); in JSON, strings follow RFC 8259
+//! (`\"`, `\\`, `\n`-style and `\u00HH` escapes; bytes that are not UTF-8 become U+FFFD).
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime};
+
+/// The access log's format (`--access-log`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    /// NCSA Combined plus the request duration in seconds (nginx's `$request_time`).
+    #[default]
+    Combined,
+    /// One JSON object per line.
+    Json,
+    /// No access log.
+    Off,
+}
+
+/// One finished (or abandoned) request.
+#[derive(Debug, Clone)]
+pub struct Record<'a> {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// When the request arrived.
+    pub time: SystemTime,
+    /// The request line as received, `-` when it could not be parsed.
+    pub request: &'a str,
+    /// The status sent.
+    pub status: u16,
+    /// Body bytes sent.
+    pub bytes: u64,
+    /// The `Referer` field, if any.
+    pub referer: Option<&'a str>,
+    /// The `User-Agent` field, if any.
+    pub user_agent: Option<&'a str>,
+    /// From the end of the request head to the last byte written.
+    pub duration: Duration,
+}
+
+/// Appends `record` as one line (with its newline) in `format` to `out`; nothing for `Off`.
+pub fn format_into(format: Format, record: &Record, out: &mut Vec<u8>) {
+    match format {
+        Format::Combined => combined(record, out),
+        Format::Json => json(record, out),
+        Format::Off => {}
+    }
+}
+
+/// `addr - - [time] "request" status bytes "referer" "agent" seconds`.
+fn combined(r: &Record, out: &mut Vec<u8>) {
+    let _ = write!(out, "{} - - [", r.peer.ip());
+    crate::http_date::clf_into(r.time, out);
+    out.extend_from_slice(b"] \"");
+    clf_escape(r.request, out);
+    let _ = write!(out, "\" {} {} \"", r.status, r.bytes);
+    clf_escape(r.referer.unwrap_or("-"), out);
+    out.extend_from_slice(b"\" \"");
+    clf_escape(r.user_agent.unwrap_or("-"), out);
+    let _ = writeln!(out, "\" {:.3}", r.duration.as_secs_f64());
+}
+
+fn json(r: &Record, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"{\"time\":\"");
+    crate::http_date::rfc3339_into(r.time, out);
+    let _ = write!(out, "\",\"remote\":\"{}\",\"request\":", r.peer.ip());
+    json_string(r.request, out);
+    let _ = write!(
+        out,
+        ",\"status\":{},\"bytes\":{},\"referer\":",
+        r.status, r.bytes
+    );
+    json_opt(r.referer, out);
+    out.extend_from_slice(b",\"user_agent\":");
+    json_opt(r.user_agent, out);
+    let _ = writeln!(
+        out,
+        ",\"duration_ms\":{:.3}}}",
+        r.duration.as_secs_f64() * 1000.0
+    );
+}
+
+/// nginx's escaping for log fields: `"` and `\` get a backslash; bytes outside printable
+/// ASCII become `\xHH`.
+fn clf_escape(s: &str, out: &mut Vec<u8>) {
+    for &b in s.as_bytes() {
+        match b {
+            b'"' | b'\\' => out.extend_from_slice(&[b'\\', b]),
+            0x20..=0x7e => out.push(b),
+            _ => {
+                let _ = write!(out, "\\x{b:02X}");
+            }
+        }
+    }
+}
+
+fn json_opt(s: Option<&str>, out: &mut Vec<u8>) {
+    match s {
+        Some(s) => json_string(s, out),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+/// A JSON string literal (RFC 8259 §7).
+fn json_string(s: &str, out: &mut Vec<u8>) {
+    out.push(b'"');
+    for c in s.chars() {
+        match c {
+            '"' => out.extend_from_slice(b"\\\""),
+            '\\' => out.extend_from_slice(b"\\\\"),
+            '\n' => out.extend_from_slice(b"\\n"),
+            '\r' => out.extend_from_slice(b"\\r"),
+            '\t' => out.extend_from_slice(b"\\t"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => {
+                let mut buf = [0u8; 4];
+                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            }
+        }
+    }
+    out.push(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::UNIX_EPOCH;
+
+    fn record<'a>(request: &'a str, referer: Option<&'a str>, ua: Option<&'a str>) -> Record<'a> {
+        Record {
+            peer: "192.0.2.7:5555".parse().unwrap(),
+            time: UNIX_EPOCH + Duration::from_secs(1_764_065_045), // 2025-11-25 10:04:05 UTC
+            request,
+            status: 200,
+            bytes: 2048,
+            referer,
+            user_agent: ua,
+            duration: Duration::from_micros(1_500),
+        }
+    }
+
+    fn line(format: Format, r: &Record) -> String {
+        let mut out = Vec::new();
+        format_into(format, r, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn combined_lines() {
+        let rows = [
+            (
+                record("GET /a.txt HTTP/1.1", Some("http://t/"), Some("curl/8.5")),
+                "192.0.2.7 - - [25/Nov/2025:10:04:05 +0000] \"GET /a.txt HTTP/1.1\" 200 2048 \"http://t/\" \"curl/8.5\" 0.002\n",
+            ),
+            (
+                record("-", None, None),
+                "192.0.2.7 - - [25/Nov/2025:10:04:05 +0000] \"-\" 200 2048 \"-\" \"-\" 0.002\n",
+            ),
+            (
+                record("GET /\"x\\ HTTP/1.1", Some("a\"b"), Some("evil\n192.0.2.1 - - forged")),
+                "192.0.2.7 - - [25/Nov/2025:10:04:05 +0000] \"GET /\\\"x\\\\ HTTP/1.1\" 200 2048 \"a\\\"b\" \"evil\\x0A192.0.2.1 - - forged\" 0.002\n",
+            ),
+            (
+                record("GET / HTTP/1.1", None, Some("caf\u{e9}\u{1b}[31m")),
+                "192.0.2.7 - - [25/Nov/2025:10:04:05 +0000] \"GET / HTTP/1.1\" 200 2048 \"-\" \"caf\\xC3\\xA9\\x1B[31m\" 0.002\n",
+            ),
+        ];
+        for (r, want) in rows {
+            assert_eq!(line(Format::Combined, &r), want);
+        }
+    }
+
+    #[test]
+    fn json_lines_are_one_valid_object_each() {
+        let r = record("GET /x HTTP/1.1", None, Some("a\"b\\c\nd\u{1}\u{7f}é"));
+        assert_eq!(
+            line(Format::Json, &r),
+            "{\"time\":\"2025-11-25T10:04:05Z\",\"remote\":\"192.0.2.7\",\"request\":\"GET /x HTTP/1.1\",\
+\"status\":200,\"bytes\":2048,\"referer\":null,\"user_agent\":\"a\\\"b\\\\c\\nd\\u0001\\u007fé\",\
+\"duration_ms\":1.500}\n"
+        );
+        let mut v6 = record("-", Some("r"), None);
+        v6.peer = "[2001:db8::1]:80".parse().unwrap();
+        let l = line(Format::Json, &v6);
+        assert!(l.contains("\"remote\":\"2001:db8::1\"") && l.contains("\"referer\":\"r\""));
+        assert_eq!(l.matches('\n').count(), 1);
+    }
+
+    #[test]
+    fn off_writes_nothing() {
+        assert_eq!(line(Format::Off, &record("GET / HTTP/1.1", None, None)), "");
+    }
+}
