@@ -106,6 +106,17 @@ impl BodyDiscarder {
     /// it is not, that is all of `buf`. Once complete, feeding returns `(0, true)`; once
     /// failed, it returns the same error again.
     pub fn feed(&mut self, buf: &[u8]) -> Result<(usize, bool), HttpError> {
+        self.feed_data(buf, &mut |_| Ok(()))
+    }
+
+    /// [`BodyDiscarder::feed`] that also hands every piece of body *data* (the content, without
+    /// chunk framing or trailers) to `sink`, in order: how an upload is decoded. An error from
+    /// `sink` is returned as is.
+    pub fn feed_data(
+        &mut self,
+        buf: &[u8],
+        sink: &mut dyn FnMut(&[u8]) -> Result<(), HttpError>,
+    ) -> Result<(usize, bool), HttpError> {
         let mut used = 0;
         loop {
             match &self.state {
@@ -117,8 +128,14 @@ impl BodyDiscarder {
             if rest.is_empty() {
                 return Ok((used, false));
             }
+            let data = matches!(self.state, State::Length(_) | State::Data(_));
             match self.step(rest) {
-                Ok(n) => used += n,
+                Ok(n) => {
+                    if data && n > 0 {
+                        sink(&rest[..n])?;
+                    }
+                    used += n;
+                }
                 Err(e) => {
                     self.state = State::Failed(e.clone());
                     return Err(e);

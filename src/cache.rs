@@ -148,6 +148,14 @@ impl FileCache {
         entry
     }
 
+    /// Forgets `key` (after a PUT or DELETE of that path).
+    pub fn remove(&self, key: &str) {
+        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(old) = inner.map.remove(key) {
+            inner.bytes -= old.size();
+        }
+    }
+
     /// Entries and body bytes held now.
     #[cfg(test)]
     fn usage(&self) -> (usize, usize) {

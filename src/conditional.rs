@@ -171,6 +171,30 @@ pub fn evaluate(
     }
 }
 
+/// Preconditions of a request that changes the resource (PUT, DELETE): RFC 9110 §13.2.2
+/// steps 1-3 against `current`, the resource's ETag, `None` when it does not exist (then
+/// `If-Match` always fails, even `*`, and `If-None-Match: *` holds). `If-Unmodified-Since`
+/// is evaluated only without `If-Match`. A failure is 412: this is how two clients avoid
+/// silently overwriting each other (`If-None-Match: *` to create, `If-Match: "tag"` to
+/// replace the version they read).
+pub fn write_allowed(p: &Preconditions, current: Option<(&str, Option<SystemTime>)>) -> bool {
+    let v = current.map(|(etag, modified)| Validators {
+        etag: single_tag(etag),
+        modified,
+    });
+    match (&v, p.if_match, p.if_unmodified_since) {
+        (None, Some(_), _) => return false,
+        (Some(v), _, _) if !v.unchanged(p) => return false,
+        // §13.1.4: a date condition on a missing resource cannot hold.
+        (None, None, Some(date)) if http_date::parse(date).is_some() => return false,
+        _ => {}
+    }
+    match (p.if_none_match, &v) {
+        (Some(list), Some(v)) => !list_matches(list, v.etag, weak_match),
+        _ => true,
+    }
+}
+
 /// The current validators of the representation.
 struct Validators<'a> {
     /// The current entity-tag; `None` only if the caller passed a malformed one, and then
@@ -593,6 +617,40 @@ mod tests {
             assert!(single_tag(tag).is_some(), "{tag}");
         }
         assert_ne!(br, gz);
+    }
+
+    #[test]
+    fn write_preconditions_table() {
+        let cur = Some((TAG, Some(mtime())));
+        // (fields, allowed when the file exists, allowed when it does not)
+        type Row<'a> = (&'a [(&'a str, &'a str)], bool, bool);
+        let rows: &[Row] = &[
+            (&[], true, true),
+            (&[("if-none-match", "*")], false, true),
+            (&[("if-match", "*")], true, false),
+            (&[("if-match", TAG)], true, false),
+            (&[("if-match", WEAK)], false, false),
+            (&[("if-match", "\"other\"")], false, false),
+            (&[("if-none-match", TAG)], false, true),
+            (&[("if-none-match", WEAK)], false, true),
+            (&[("if-none-match", "\"other\"")], true, true),
+            (
+                &[("if-unmodified-since", "Thu, 01 Jan 1970 00:00:00 GMT")],
+                false,
+                false,
+            ),
+            (
+                &[("if-unmodified-since", "Fri, 31 Dec 9999 23:59:59 GMT")],
+                true,
+                false,
+            ),
+            (&[("if-unmodified-since", "garbage")], true, true),
+        ];
+        for (pairs, exists, missing) in rows {
+            let p = fields(pairs);
+            assert_eq!(write_allowed(&p, cur), *exists, "existing: {pairs:?}");
+            assert_eq!(write_allowed(&p, None), *missing, "missing: {pairs:?}");
+        }
     }
 
     #[test]

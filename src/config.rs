@@ -66,6 +66,10 @@ pub const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// at once).
 pub const CACHE_VALID: Duration = Duration::from_secs(1);
 
+/// Default `--max-upload`: large enough for site assets and documents, small enough that a
+/// runaway client cannot fill a disk in one request.
+pub const DEFAULT_MAX_UPLOAD: u64 = 64 * 1024 * 1024;
+
 /// Default health endpoint (static-web-server and Kubernetes probes use the same name).
 pub const DEFAULT_HEALTH_PATH: &str = "/health";
 
@@ -150,6 +154,10 @@ pub struct Config {
     pub access_log: crate::access::Format,
     /// How long the small-file cache trusts an entry (zero: no cache). See [`CACHE_VALID`].
     pub cache_valid: Duration,
+    /// Accept PUT and DELETE under the root (off: 405 with `Allow`).
+    pub allow_write: bool,
+    /// Largest PUT body accepted (413 beyond).
+    pub max_upload: u64,
     /// Test seam, never set by the command line: see [`HoldGate`].
     #[doc(hidden)]
     pub hold: Option<HoldGate>,
@@ -185,6 +193,8 @@ impl Default for Config {
             limits: Limits::default(),
             cache_valid: CACHE_VALID,
             access_log: crate::access::Format::Combined,
+            allow_write: false,
+            max_upload: DEFAULT_MAX_UPLOAD,
             hold: None,
         }
     }
@@ -231,6 +241,8 @@ pub const ENV_OPTIONS: &[(&str, bool)] = &[
     ("--shutdown-timeout", true),
     ("--drain-delay", true),
     ("--hidden", false),
+    ("--allow-write", false),
+    ("--max-upload", true),
     ("--health-path", true),
     ("--cache-valid", true),
     ("--access-log", true),
@@ -296,6 +308,8 @@ Options:
                            \"off\" disables it [default: /health]
   --cache-valid SECS       small files are cached this long before the path is checked
                            again; 0 turns the cache off [default: {cv}]
+  --allow-write            accept PUT (atomic upload) and DELETE of files under the root
+  --max-upload SIZE        largest PUT body, e.g. 64M; more is 413 [default: 64M]
   --access-log FORMAT      one line per request on stdout: combined (NCSA Combined plus
                            seconds), json, or off [default: combined]
   --404 FILE               serve FILE (status 404) for paths that are not found
@@ -310,7 +324,7 @@ RUST_LOG (default: info; warn hides start/stop messages).
 Signals: SIGINT/SIGTERM drain gracefully; a second signal exits at once.
 
 Environment: every option above can also be set as POOLSERVE_<OPTION>, upper case with
-underscores (POOLSERVE_HIDDEN takes 1/true/yes or 0/false/no); the command line wins:
+underscores (switches take 1/true/yes or 0/false/no); the command line wins:
 {env}
 ",
         env = env_names(),
@@ -457,6 +471,10 @@ impl Config {
                         parse_duration_or_zero("--drain-delay", &value("--drain-delay")?)?
                 }
                 "--hidden" if inline.is_none() => cfg.hidden = true,
+                "--allow-write" if inline.is_none() => cfg.allow_write = true,
+                "--max-upload" => {
+                    cfg.max_upload = parse_size("--max-upload", &value("--max-upload")?)?
+                }
                 "--access-log" => {
                     cfg.access_log = match value("--access-log")?.as_str() {
                         "combined" => crate::access::Format::Combined,
@@ -532,6 +550,27 @@ fn parse_num(name: &str, s: &str, min: usize, max: usize) -> Result<usize, Confi
             "{name}: {s:?} is not a number from {min} to {max}"
         ))),
     }
+}
+
+/// Parses a byte count: digits with an optional K, M or G suffix (powers of 1024).
+fn parse_size(name: &str, s: &str) -> Result<u64, ConfigError> {
+    let (digits, unit) = match s.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&s[..i], c.to_ascii_uppercase()),
+        _ => (s, 'B'),
+    };
+    let shift = match unit {
+        'B' => 0,
+        'K' => 10,
+        'M' => 20,
+        'G' => 30,
+        _ => return Err(ConfigError(format!("{name}: {s:?} is not a size like 64M"))),
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .and_then(|n| n.checked_mul(1 << shift))
+        .ok_or_else(|| ConfigError(format!("{name}: {s:?} is not a size like 64M")))
 }
 
 /// Like [`parse_duration`], but a plain `0` is allowed and means "off".

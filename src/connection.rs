@@ -32,8 +32,9 @@ use crate::error::HttpError;
 use crate::outgoing::{Outgoing, Sent, TURN_BUDGET};
 use crate::request::{self, BodyFraming, Method, Parse, RequestHead, Version};
 use crate::resolve::{self, ResolveOptions, Resolved};
-use crate::response::{self, Head, Status, ALLOW};
+use crate::response::{self, Head, Status, ALLOW, ALLOW_WRITE};
 use crate::state::{OpenGuard, Shared};
+use crate::upload::{Commit, Upload};
 
 /// Requests one connection may have answered in a row while other connections wait for a
 /// worker; then it goes to the back of the line (fairness for pipelining clients).
@@ -66,6 +67,8 @@ pub(crate) struct Conn {
     pending: Option<Box<Pending>>,
     /// Deadline of the current write stall (reset whenever the client takes bytes).
     write_deadline: Option<Instant>,
+    /// A PUT whose body is arriving (`--allow-write`).
+    upload: Option<Box<PutState>>,
     /// The client may still be sending bytes we did not read (a body we skipped), so a
     /// close must linger.
     unread_input: bool,
@@ -86,7 +89,7 @@ struct Pending {
 }
 
 /// The request's fields for its access-log line, copied when the request is answered.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct LogInfo {
     format: access::Format,
     time: SystemTime,
@@ -123,6 +126,8 @@ pub(crate) enum Waiting {
     Head,
     /// The client to take more of a response (a slow reader).
     Write,
+    /// More of an upload's body.
+    Body,
 }
 
 /// What the worker should do with a connection after [`serve`].
@@ -161,6 +166,7 @@ impl Conn {
             requests: 0,
             pending: None,
             write_deadline: None,
+            upload: None,
             unread_input: false,
             _open: OpenGuard::new(shared),
         })
@@ -175,6 +181,8 @@ impl Conn {
     pub fn waiting(&self) -> Waiting {
         if self.pending.is_some() {
             Waiting::Write
+        } else if self.upload.is_some() {
+            Waiting::Body
         } else if !self.buf.is_empty() {
             Waiting::Head
         } else if self.requests == 0 {
@@ -195,6 +203,10 @@ impl Conn {
             (Waiting::Write, _) => self
                 .write_deadline
                 .unwrap_or_else(|| Instant::now() + limits.write_timeout),
+            (Waiting::Body, _) => self
+                .upload
+                .as_ref()
+                .map_or_else(Instant::now, |u| u.deadline),
             (Waiting::Idle, _) | (_, None) => self.idle_since + limits.keep_alive_timeout,
             (_, Some(d)) => d,
         }
@@ -277,6 +289,13 @@ pub(crate) fn serve(mut conn: Conn, shared: &Shared, load: &dyn Load) -> Next {
             }
             if !conn.buf.is_empty() && turn >= MAX_REQUESTS_PER_TURN && load.others_waiting() {
                 return Next::Requeue(conn);
+            }
+        }
+        if conn.upload.is_some() {
+            match drive_upload(&mut conn, shared) {
+                Drive::Answered => continue,
+                Drive::Park => return Next::Park(conn),
+                Drive::Gone => return Next::Done,
             }
         }
         if !conn.buf.is_empty() {
@@ -425,6 +444,14 @@ fn exchange(conn: &mut Conn, head: RequestHead, shared: &Shared, load: &dyn Load
     conn.requests += 1;
     shared.requests.fetch_add(1, Ordering::Relaxed);
 
+    let mut put_error = None;
+    if head.method == Method::Put && shared.config.allow_write {
+        match begin_put(conn, &head, shared, start) {
+            Ok(()) => return, // the body is read by `drive_upload`
+            Err(e) => put_error = Some(e),
+        }
+    }
+
     // RFC 9112 §6.3: a body we will not use must still be consumed, or it would be read as
     // the next request. A small one already buffered is skipped; otherwise we close after
     // answering, which is always allowed.
@@ -452,7 +479,11 @@ fn exchange(conn: &mut Conn, head: RequestHead, shared: &Shared, load: &dyn Load
     if let Some(gate) = &shared.config.hold {
         gate.wait_if(&head.path);
     }
-    let (status, out, keep) = match respond(conn, &head, keep_alive, shared) {
+    let reply = match put_error {
+        Some(e) => Ok(send_error(conn, &head, e, keep_alive)),
+        None => respond(conn, &head, keep_alive, shared),
+    };
+    let (status, out, keep) = match reply {
         Ok(response) => response,
         Err(e) => {
             // Reading a small file into the response failed after it was opened.
@@ -476,6 +507,264 @@ fn exchange(conn: &mut Conn, head: RequestHead, shared: &Shared, load: &dyn Load
         start,
         keep,
     }));
+}
+
+/// A response head with no content (201/204 and OPTIONS).
+fn no_body(h: Head) -> Outgoing {
+    let bytes = h.finish();
+    let len = bytes.len();
+    Outgoing::bytes(bytes, len)
+}
+
+/// An upload and what its answer needs.
+#[derive(Debug)]
+pub(crate) struct PutState {
+    upload: Upload,
+    target: std::path::PathBuf,
+    cache_key: String,
+    answer: PutAnswer,
+    /// Owned copies of the precondition fields, evaluated again at commit.
+    if_match: Option<String>,
+    if_none_match: Option<String>,
+    if_unmodified_since: Option<String>,
+    /// No body progress by then: 408 (the head timeout, applied to each stall).
+    deadline: Instant,
+}
+
+/// What the answer to a PUT needs from its request.
+#[derive(Debug)]
+struct PutAnswer {
+    version: Version,
+    keep: bool,
+    log: Option<LogInfo>,
+    start: Instant,
+}
+
+/// The write preconditions of a request, borrowed from owned fields.
+fn write_preconditions<'a>(
+    if_match: Option<&'a str>,
+    if_none_match: Option<&'a str>,
+    if_unmodified_since: Option<&'a str>,
+) -> Preconditions<'a> {
+    Preconditions {
+        if_match,
+        if_none_match,
+        if_modified_since: None,
+        if_unmodified_since,
+        if_range: None,
+        range: None,
+    }
+}
+
+/// The current ETag and mtime of the file at `path`, if it is a regular file.
+fn current_validators(path: &Path) -> Option<(String, Option<SystemTime>)> {
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    meta.is_file().then(|| {
+        let modified = meta.modified().ok();
+        (conditional::etag(meta.len(), modified), modified)
+    })
+}
+
+/// Checks a PUT (path, preconditions, size) and starts its upload: `Expect: 100-continue`
+/// is answered only now, so a client whose upload would be refused never sends the body.
+fn begin_put(
+    conn: &mut Conn,
+    head: &RequestHead,
+    shared: &Shared,
+    start: Instant,
+) -> Result<(), HttpError> {
+    let config = &shared.config;
+    let opts = ResolveOptions {
+        hidden: config.hidden,
+    };
+    let target = resolve::resolve_write(&config.root, &head.path, &opts)?;
+    let h = &head.headers;
+    let pre = write_preconditions(
+        h.get("if-match"),
+        h.get("if-none-match"),
+        h.get("if-unmodified-since"),
+    );
+    let current = current_validators(&target.path);
+    if !conditional::write_allowed(&pre, current.as_ref().map(|(t, m)| (t.as_str(), *m))) {
+        return Err(HttpError::PreconditionFailed);
+    }
+    let mode = if h.get("if-none-match") == Some("*") {
+        Commit::CreateOnly
+    } else {
+        Commit::Replace
+    };
+    let upload = Upload::begin(&target, head.framing, config.max_upload, mode)?;
+    if head.expect_continue {
+        // 25 bytes into an idle socket's empty buffer: never blocks in practice, and if the
+        // client cannot take even that, it will not send the body either.
+        let _ = (&conn.stream).write(b"HTTP/1.1 100 Continue\r\n\r\n");
+    }
+    let keep = head.keep_alive && conn.requests < config.limits.max_requests;
+    conn.upload = Some(Box::new(PutState {
+        upload,
+        target: target.path,
+        cache_key: head.path.clone(),
+        answer: PutAnswer {
+            version: head.version,
+            keep,
+            log: LogInfo::new(config.access_log, Some(head)),
+            start,
+        },
+        if_match: h.get("if-match").map(str::to_string),
+        if_none_match: h.get("if-none-match").map(str::to_string),
+        if_unmodified_since: h.get("if-unmodified-since").map(str::to_string),
+        deadline: Instant::now() + config.limits.head_timeout,
+    }));
+    Ok(())
+}
+
+/// Where an upload got to.
+enum Drive {
+    /// Finished or refused: its answer is pending.
+    Answered,
+    /// Waiting for more of the body.
+    Park,
+    /// The client went away (the temporary file is gone with the upload).
+    Gone,
+}
+
+/// Feeds the body bytes that have arrived into the upload, reading what is there without
+/// waiting; commits and answers when the body is complete.
+fn drive_upload(conn: &mut Conn, shared: &Shared) -> Drive {
+    let limits = &shared.config.limits;
+    loop {
+        if !conn.buf.is_empty() {
+            let Some(state) = conn.upload.as_mut() else {
+                return Drive::Answered;
+            };
+            match state.upload.feed(&conn.buf) {
+                Ok((n, done)) => {
+                    state.deadline = Instant::now() + limits.head_timeout;
+                    conn.consume(n);
+                    if done {
+                        finish_put(conn, shared);
+                        return Drive::Answered;
+                    }
+                }
+                Err(e) => {
+                    // Malformed or too large: what follows cannot be trusted; answer, close.
+                    let Some(state) = conn.upload.take() else {
+                        return Drive::Answered;
+                    };
+                    conn.unread_input = true;
+                    answer_put(conn, state.answer, Err(e), shared);
+                    return Drive::Answered;
+                }
+            }
+        }
+        match conn.read_ready(limits) {
+            Ok(0) => {
+                log::debug!("{}: upload aborted by the client", conn.peer);
+                conn.upload = None;
+                return Drive::Gone;
+            }
+            Ok(_) => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Drive::Park,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => {
+                conn.upload = None;
+                return Drive::Gone;
+            }
+        }
+    }
+}
+
+/// Commits a complete upload (preconditions checked again, under the write lock, against
+/// the file the rename replaces) and answers 201 or 204.
+fn finish_put(conn: &mut Conn, shared: &Shared) {
+    let Some(state) = conn.upload.take() else {
+        return;
+    };
+    let PutState {
+        upload,
+        target,
+        cache_key,
+        answer,
+        if_match,
+        if_none_match,
+        if_unmodified_since,
+        ..
+    } = *state;
+    let check = || {
+        let current = current_validators(&target);
+        let pre = write_preconditions(
+            if_match.as_deref(),
+            if_none_match.as_deref(),
+            if_unmodified_since.as_deref(),
+        );
+        if conditional::write_allowed(&pre, current.as_ref().map(|(t, m)| (t.as_str(), *m))) {
+            Ok(current.is_some())
+        } else {
+            Err(HttpError::PreconditionFailed)
+        }
+    };
+    let result = upload.commit(&shared.write_lock, check);
+    shared.cache.remove(&cache_key);
+    answer_put(conn, answer, result, shared);
+}
+
+/// The answer to a PUT: 201 (created) or 204 (replaced), or the error's status.
+fn answer_put(conn: &mut Conn, state: PutAnswer, result: Result<bool, HttpError>, shared: &Shared) {
+    let keep = state.keep && !conn.unread_input && !shared.shutdown.is_triggered();
+    let (status, out, keep) = match result {
+        Ok(created) => {
+            let status = if created {
+                Status::Created
+            } else {
+                Status::NoContent
+            };
+            let mut h = Head::new(status);
+            if created {
+                h.header("Content-Length", 0);
+            }
+            connection_header(&mut h, state.version, keep);
+            (status, no_body(h), keep)
+        }
+        Err(e) => {
+            let status = e.status();
+            let keep = keep && !e.closes_connection();
+            let out = canned(status, false, connection_value(state.version, keep), &[]);
+            (status, out, keep)
+        }
+    };
+    conn.idle_since = Instant::now();
+    conn.pending = Some(Box::new(Pending {
+        out,
+        status,
+        log: state.log,
+        start: state.start,
+        keep,
+    }));
+}
+
+/// DELETE (`--allow-write`): a regular file under the root, by the same path rules, never a
+/// directory, a link or a hidden name; `If-Match` and friends apply.
+fn delete(head: &RequestHead, shared: &Shared) -> Result<(), HttpError> {
+    let opts = ResolveOptions {
+        hidden: shared.config.hidden,
+    };
+    let target = resolve::resolve_write(&shared.config.root, &head.path, &opts)?;
+    let h = &head.headers;
+    let pre = write_preconditions(
+        h.get("if-match"),
+        h.get("if-none-match"),
+        h.get("if-unmodified-since"),
+    );
+    let _guard = shared.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+    let Some((etag, modified)) = current_validators(&target.path) else {
+        return Err(HttpError::NotFound);
+    };
+    if !conditional::write_allowed(&pre, Some((&etag, modified))) {
+        return Err(HttpError::PreconditionFailed);
+    }
+    std::fs::remove_file(&target.path).map_err(|e| HttpError::from_fs(&e))?;
+    shared.cache.remove(&head.path);
+    Ok(())
 }
 
 /// The `Connection` field value for a response (RFC 9112 §9.6): `close` whenever we will
@@ -508,19 +797,44 @@ type Reply = (Status, Outgoing, bool);
 /// Builds the response to `head`.
 fn respond(conn: &Conn, head: &RequestHead, keep: bool, shared: &Shared) -> io::Result<Reply> {
     let head_only = head.method == Method::Head;
+    let allow = if shared.config.allow_write {
+        ALLOW_WRITE
+    } else {
+        ALLOW
+    };
     match head.method {
         Method::Get | Method::Head => {}
         Method::Options => {
             // RFC 9110 §9.3.7: OPTIONS (on a path or `*`) lists what we allow; 204 has no
             // Content-Length (RFC 9110 §8.6).
             let mut h = Head::new(Status::NoContent);
-            h.header("Allow", ALLOW);
+            h.header("Allow", allow);
             connection_header(&mut h, head.version, keep);
-            let bytes = h.finish();
-            let len = bytes.len();
-            return Ok((Status::NoContent, Outgoing::bytes(bytes, len), keep));
+            return Ok((Status::NoContent, no_body(h), keep));
         }
-        _ => return Ok(send_error(conn, head, HttpError::MethodNotAllowed, keep)),
+        Method::Delete if shared.config.allow_write => {
+            return Ok(match delete(head, shared) {
+                Ok(()) => {
+                    let mut h = Head::new(Status::NoContent);
+                    connection_header(&mut h, head.version, keep);
+                    (Status::NoContent, no_body(h), keep)
+                }
+                Err(e) => send_error(conn, head, e, keep),
+            });
+        }
+        _ => {
+            // RFC 9110 §15.5.6: 405 lists the methods the resource does allow.
+            let keep = keep && !HttpError::MethodNotAllowed.closes_connection();
+            let status = Status::MethodNotAllowed;
+            let head_only = head.method == Method::Head;
+            let out = canned(
+                status,
+                head_only,
+                connection_value(head.version, keep),
+                &[("Allow", allow)],
+            );
+            return Ok((status, out, keep));
+        }
     }
     if is_health_probe(head, shared) {
         return Ok(send_health(head, keep, shared));
@@ -912,17 +1226,7 @@ fn send_error(conn: &Conn, head: &RequestHead, err: HttpError, keep: bool) -> Re
     }
     let keep = keep && !err.closes_connection();
     let head_only = head.method == Method::Head;
-    let allow: &[(&str, &str)] = if status == Status::MethodNotAllowed {
-        &[("Allow", ALLOW)]
-    } else {
-        &[]
-    };
-    let out = canned(
-        status,
-        head_only,
-        connection_value(head.version, keep),
-        allow,
-    );
+    let out = canned(status, head_only, connection_value(head.version, keep), &[]);
     (status, out, keep)
 }
 
@@ -963,6 +1267,10 @@ fn access_log(peer: SocketAddr, info: &LogInfo, status: Status, bytes: u64, star
 pub(crate) fn expire(mut conn: Conn, format: access::Format) -> Option<(TcpStream, OpenGuard)> {
     match conn.waiting() {
         Waiting::Head => {}
+        Waiting::Body => {
+            log::debug!("{}: upload stalled, 408", conn.peer);
+            conn.upload = None; // removes the temporary file
+        }
         Waiting::Write => {
             if let Some(p) = conn.pending.take() {
                 log::debug!("{}: write stalled, closing", conn.peer);

@@ -113,6 +113,11 @@ pub enum HttpError {
     NotFound,
     /// The file exists but the server may not read it.
     Forbidden,
+    /// A write that conflicts with the tree: a missing parent directory (no implicit
+    /// mkdir) or a directory where a file was named (409).
+    Conflict,
+    /// A PUT without Content-Length or chunked framing (RFC 9110 §15.5.12: 411).
+    LengthRequired,
     /// Any other failure while handling the request; the detail goes to the log.
     Internal,
 }
@@ -133,6 +138,8 @@ impl HttpError {
             HttpError::PreconditionFailed => Status::PreconditionFailed,
             HttpError::NotFound => Status::NotFound,
             HttpError::Forbidden => Status::Forbidden,
+            HttpError::Conflict => Status::Conflict,
+            HttpError::LengthRequired => Status::LengthRequired,
             HttpError::Internal => Status::InternalServerError,
         }
     }
@@ -148,6 +155,8 @@ impl HttpError {
                 | HttpError::NotFound
                 | HttpError::Forbidden
                 | HttpError::Traversal
+                | HttpError::Conflict
+                | HttpError::LengthRequired
                 | HttpError::Internal
         )
     }

@@ -63,6 +63,7 @@ pub mod shutdown;
 mod state;
 #[cfg(test)]
 mod testutil;
+mod upload;
 
 pub use config::{CliAction, Config, HoldGate, Limits, Overload};
 pub use error::{ConfigError, Error, HttpError};

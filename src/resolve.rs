@@ -123,7 +123,7 @@ pub fn resolve(
     }
     let decoded = percent_decode(path)?;
     let segments = normalize(&decoded)?;
-    if !opts.hidden && segments.iter().any(|s| s.first() == Some(&b'.')) {
+    if refused_names(&segments, opts) {
         return Err(HttpError::NotFound);
     }
     let mut full = root.to_path_buf();
@@ -153,6 +153,85 @@ pub fn resolve(
         return Err(HttpError::NotFound);
     }
     open_inside(root, &full).map(Resolved::File)
+}
+
+/// Where a PUT or DELETE would act: a file name in an existing directory inside the root.
+#[derive(Debug)]
+pub struct WriteTarget {
+    /// The directory, canonical and inside the root (uploads are staged here, so the final
+    /// rename stays on one file system and is atomic).
+    pub dir: PathBuf,
+    /// The file's name in `dir`.
+    pub name: std::ffi::OsString,
+    /// `dir` joined with `name`.
+    pub path: PathBuf,
+    /// Length and mtime of the regular file there now; `None` when there is none.
+    pub existing: Option<(u64, Option<SystemTime>)>,
+}
+
+/// Resolves `path` for a write with the same decoding, normalization, traversal and
+/// hidden-name rules as [`resolve`], then: the parent directory must exist (else
+/// [`HttpError::Conflict`]: no implicit mkdir) and lie inside the root (a directory link out
+/// is [`HttpError::NotFound`]); the name must not be a directory (Conflict) nor a symlink,
+/// FIFO, socket or device ([`HttpError::Forbidden`]: writes never go through a link).
+pub fn resolve_write(
+    root: &Path,
+    path: &str,
+    opts: &ResolveOptions,
+) -> Result<WriteTarget, HttpError> {
+    if !path.starts_with('/') || has_control(path) {
+        return Err(HttpError::BadRequest("bad request path for a write"));
+    }
+    let decoded = percent_decode(path)?;
+    let mut segments = normalize(&decoded)?;
+    if refused_names(&segments, opts) {
+        return Err(HttpError::NotFound);
+    }
+    if names_directory(&decoded) {
+        return Err(HttpError::Conflict);
+    }
+    let Some(name) = segments.pop() else {
+        return Err(HttpError::Conflict); // the root itself
+    };
+    let mut dir = root.to_path_buf();
+    for segment in &segments {
+        dir.push(OsStr::from_bytes(segment));
+    }
+    match fs::metadata(&dir) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => return Err(HttpError::Conflict),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(HttpError::Conflict),
+        Err(e) => return Err(fs_error(&e)),
+    }
+    let dir = fs::canonicalize(&dir).map_err(|e| fs_error(&e))?;
+    if !dir.starts_with(root) {
+        return Err(HttpError::NotFound);
+    }
+    let name = OsStr::from_bytes(&name).to_os_string();
+    let path = dir.join(&name);
+    let existing = match fs::symlink_metadata(&path) {
+        Ok(meta) if meta.file_type().is_symlink() => return Err(HttpError::Forbidden),
+        Ok(meta) if meta.is_dir() => return Err(HttpError::Conflict),
+        Ok(meta) if !meta.is_file() => return Err(HttpError::Forbidden),
+        Ok(meta) => Some((meta.len(), meta.modified().ok())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(fs_error(&e)),
+    };
+    Ok(WriteTarget {
+        dir,
+        name,
+        path,
+        existing,
+    })
+}
+
+/// Names never served or written: hidden ones (unless `--hidden`), and uploads in progress
+/// (`.poolserve-upload-*`) even with `--hidden`, so a half-written body is never read.
+fn refused_names(segments: &[Vec<u8>], opts: &ResolveOptions) -> bool {
+    segments.iter().any(|s| {
+        (!opts.hidden && s.first() == Some(&b'.'))
+            || s.starts_with(crate::upload::TEMP_PREFIX.as_bytes())
+    })
 }
 
 /// The precompressed sidecars of `file` that exist as regular files (`FILE.br`, `FILE.gz`

@@ -12,6 +12,8 @@ pub enum Status {
     Continue,
     /// 200 OK
     Ok,
+    /// 201 Created
+    Created,
     /// 204 No Content
     NoContent,
     /// 206 Partial Content
@@ -30,6 +32,10 @@ pub enum Status {
     MethodNotAllowed,
     /// 408 Request Timeout
     RequestTimeout,
+    /// 409 Conflict
+    Conflict,
+    /// 411 Length Required
+    LengthRequired,
     /// 412 Precondition Failed
     PreconditionFailed,
     /// 413 Content Too Large
@@ -58,6 +64,7 @@ impl Status {
         match self {
             Status::Continue => 100,
             Status::Ok => 200,
+            Status::Created => 201,
             Status::NoContent => 204,
             Status::PartialContent => 206,
             Status::MovedPermanently => 301,
@@ -67,6 +74,8 @@ impl Status {
             Status::NotFound => 404,
             Status::MethodNotAllowed => 405,
             Status::RequestTimeout => 408,
+            Status::Conflict => 409,
+            Status::LengthRequired => 411,
             Status::PreconditionFailed => 412,
             Status::PayloadTooLarge => 413,
             Status::UriTooLong => 414,
@@ -85,6 +94,7 @@ impl Status {
         match self {
             Status::Continue => "Continue",
             Status::Ok => "OK",
+            Status::Created => "Created",
             Status::NoContent => "No Content",
             Status::PartialContent => "Partial Content",
             Status::MovedPermanently => "Moved Permanently",
@@ -94,6 +104,8 @@ impl Status {
             Status::NotFound => "Not Found",
             Status::MethodNotAllowed => "Method Not Allowed",
             Status::RequestTimeout => "Request Timeout",
+            Status::Conflict => "Conflict",
+            Status::LengthRequired => "Length Required",
             Status::PreconditionFailed => "Precondition Failed",
             Status::PayloadTooLarge => "Content Too Large",
             Status::UriTooLong => "URI Too Long",
@@ -116,6 +128,8 @@ pub const SERVER: &str = concat!("poolserve/", env!("CARGO_PKG_VERSION"));
 
 /// Methods a read-only server allows (RFC 9110 §10.2.1 `Allow`), sent with 405 and OPTIONS.
 pub const ALLOW: &str = "GET, HEAD, OPTIONS";
+/// The same with `--allow-write`.
+pub const ALLOW_WRITE: &str = "GET, HEAD, OPTIONS, PUT, DELETE";
 
 /// The acceptor's answer when the queue is full: no Date (RFC 9110 §6.6.1 lets a 5xx omit
 /// it) so that it is a constant, written without formatting by the thread that must not wait.

@@ -18,6 +18,8 @@ pub(crate) struct Shared {
     pub shutdown: Shutdown,
     /// The small-file cache.
     pub cache: FileCache,
+    /// Serializes the commit of writes (PUT rename, DELETE) with their precondition check.
+    pub write_lock: std::sync::Mutex<()>,
     /// Connections open anywhere: queued, being served, parked or lingering.
     open: AtomicUsize,
     /// Requests answered since start.
@@ -45,6 +47,7 @@ impl Shared {
     pub fn new(config: Config, shutdown: Shutdown) -> Arc<Shared> {
         Arc::new(Shared {
             cache: FileCache::new(config.cache_valid),
+            write_lock: std::sync::Mutex::new(()),
             config,
             shutdown,
             open: AtomicUsize::new(0),
