@@ -183,3 +183,34 @@ fn head_of_a_range_mirrors_get() {
     }
     assert!(head.body.is_empty());
 }
+
+/// Replicas behind a balancer: two trees with the same files and the same mtimes (what
+/// `cp -p`, `rsync -a` or one container image give) yield the same ETag and Last-Modified,
+/// though every inode differs, so a revalidation succeeds on whichever replica it reaches.
+#[test]
+fn replicas_with_preserved_mtimes_agree_on_validators() {
+    let a = TestDir::new();
+    let b = TestDir::new();
+    let when = std::time::UNIX_EPOCH + std::time::Duration::new(1_700_000_000, 123_456_789);
+    for d in [&a, &b] {
+        let p = d.file("app.css", "body{color:red}\n");
+        std::fs::File::options()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_modified(when)
+            .unwrap();
+    }
+    let (sa, sb) = (TestServer::start(&a.path), TestServer::start(&b.path));
+    let (ra, rb) = (sa.get("/app.css"), sb.get("/app.css"));
+    assert_eq!(ra.header("ETag"), rb.header("ETag"));
+    assert_eq!(ra.header("Last-Modified"), rb.header("Last-Modified"));
+    let tag = ra.header("ETag").unwrap();
+    let r = sb.request(&format!(
+        "GET /app.css HTTP/1.1\r\nHost: t\r\nIf-None-Match: {tag}\r\nConnection: close\r\n\r\n"
+    ));
+    assert_eq!(
+        r.status, 304,
+        "a tag from replica A revalidates on replica B"
+    );
+}
