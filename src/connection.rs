@@ -574,6 +574,9 @@ fn begin_put(
     start: Instant,
 ) -> Result<(), HttpError> {
     let config = &shared.config;
+    if config.health_path.as_deref() == Some(head.path.as_str()) {
+        return Err(HttpError::Forbidden); // the health endpoint is not a file to write
+    }
     let opts = ResolveOptions {
         hidden: config.hidden,
     };
@@ -745,6 +748,9 @@ fn answer_put(conn: &mut Conn, state: PutAnswer, result: Result<bool, HttpError>
 /// DELETE (`--allow-write`): a regular file under the root, by the same path rules, never a
 /// directory, a link or a hidden name; `If-Match` and friends apply.
 fn delete(head: &RequestHead, shared: &Shared) -> Result<(), HttpError> {
+    if shared.config.health_path.as_deref() == Some(head.path.as_str()) {
+        return Err(HttpError::Forbidden);
+    }
     let opts = ResolveOptions {
         hidden: shared.config.hidden,
     };
@@ -784,10 +790,11 @@ fn connection_header(out: &mut Head, version: Version, keep: bool) {
     }
 }
 
-/// A request for the health path: GET/HEAD are answered by [`send_health`]; any of them is
-/// logged at debug only.
+/// A GET or HEAD of the health path: answered by [`send_health`] and logged at debug only
+/// (other methods there are ordinary requests: 405, in the access log).
 fn is_health_probe(head: &RequestHead, shared: &Shared) -> bool {
-    shared.config.health_path.as_deref() == Some(head.path.as_str())
+    matches!(head.method, Method::Get | Method::Head)
+        && shared.config.health_path.as_deref() == Some(head.path.as_str())
 }
 
 /// What a responder produces: the status (for the log), the response, and whether the

@@ -162,6 +162,7 @@ fn refusals_leave_the_old_file_and_no_temporary_file() {
         ("/.env", String::new(), b"new".to_vec(), 404),
         ("/../a.txt", String::new(), b"new".to_vec(), 400),
         ("/%2e%2e/a.txt", String::new(), b"new".to_vec(), 400),
+        ("/health", String::new(), b"new".to_vec(), 403),
     ];
     for (path, extra, body, status) in &rows {
         let r = put(&srv, path, extra, body);
@@ -308,6 +309,7 @@ fn delete_removes_regular_files_only() {
         ("/link.txt", String::new(), 403),
         ("/.env", String::new(), 404),
         ("/../b.txt", String::new(), 400),
+        ("/health", String::new(), 403),
         ("/b.txt", "If-Match: \"nope\"\r\n".into(), 412),
         ("/b.txt", format!("If-Match: {tag}\r\n"), 204),
     ];
