@@ -148,12 +148,10 @@ impl FileCache {
         entry
     }
 
-    /// Forgets `key` (after a PUT or DELETE of that path).
-    pub fn remove(&self, key: &str) {
+    /// Forgets everything (after a PUT or DELETE: a file has many request paths).
+    pub fn clear(&self) {
         let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(old) = inner.map.remove(key) {
-            inner.bytes -= old.size();
-        }
+        *inner = Inner::default();
     }
 
     /// Entries and body bytes held now.

@@ -521,7 +521,6 @@ fn no_body(h: Head) -> Outgoing {
 pub(crate) struct PutState {
     upload: Upload,
     target: std::path::PathBuf,
-    cache_key: String,
     answer: PutAnswer,
     /// Owned copies of the precondition fields, evaluated again at commit.
     if_match: Option<String>,
@@ -596,7 +595,13 @@ fn begin_put(
     } else {
         Commit::Replace
     };
-    let upload = Upload::begin(&target, head.framing, config.max_upload, mode)?;
+    // `Content-Length: 0` parses as "no body"; for a PUT it is an empty file, not a missing
+    // length (411 is only for no framing at all).
+    let framing = match head.framing {
+        BodyFraming::None if h.get("content-length").is_some() => BodyFraming::Length(0),
+        framing => framing,
+    };
+    let upload = Upload::begin(&target, framing, config.max_upload, mode)?;
     if head.expect_continue {
         // 25 bytes into an idle socket's empty buffer: never blocks in practice, and if the
         // client cannot take even that, it will not send the body either.
@@ -606,7 +611,6 @@ fn begin_put(
     conn.upload = Some(Box::new(PutState {
         upload,
         target: target.path,
-        cache_key: head.path.clone(),
         answer: PutAnswer {
             version: head.version,
             keep,
@@ -636,13 +640,17 @@ enum Drive {
 fn drive_upload(conn: &mut Conn, shared: &Shared) -> Drive {
     let limits = &shared.config.limits;
     loop {
-        if !conn.buf.is_empty() {
+        // Fed even with nothing buffered: an empty body (`Content-Length: 0`) is complete
+        // before any byte arrives.
+        {
             let Some(state) = conn.upload.as_mut() else {
                 return Drive::Answered;
             };
             match state.upload.feed(&conn.buf) {
                 Ok((n, done)) => {
-                    state.deadline = Instant::now() + limits.head_timeout;
+                    if n > 0 {
+                        state.deadline = Instant::now() + limits.head_timeout;
+                    }
                     conn.consume(n);
                     if done {
                         finish_put(conn, shared);
@@ -686,7 +694,6 @@ fn finish_put(conn: &mut Conn, shared: &Shared) {
     let PutState {
         upload,
         target,
-        cache_key,
         answer,
         if_match,
         if_none_match,
@@ -707,7 +714,9 @@ fn finish_put(conn: &mut Conn, shared: &Shared) {
         }
     };
     let result = upload.commit(&shared.write_lock, check);
-    shared.cache.remove(&cache_key);
+    // The cache is keyed by request path, and one file has many (`/%61.txt`, `//a.txt`, the
+    // directory URL of an `index.html`, the original of a sidecar): forget them all.
+    shared.cache.clear();
     answer_put(conn, answer, result, shared);
 }
 
@@ -769,7 +778,7 @@ fn delete(head: &RequestHead, shared: &Shared) -> Result<(), HttpError> {
         return Err(HttpError::PreconditionFailed);
     }
     std::fs::remove_file(&target.path).map_err(|e| HttpError::from_fs(&e))?;
-    shared.cache.remove(&head.path);
+    shared.cache.clear(); // every path that named it (see `finish_put`)
     Ok(())
 }
 

@@ -184,6 +184,10 @@ impl Keeper {
             if self.draining && self.shared.drained() {
                 break;
             }
+            let parked = self.slots.len() - self.free.len();
+            self.shared
+                .parked
+                .store(parked, std::sync::atomic::Ordering::Relaxed);
             let mut timeout = self
                 .heap
                 .peek()
@@ -214,10 +218,6 @@ impl Keeper {
                 self.admit(parcel);
             }
             self.shed_idle_under_load();
-            let parked = self.slots.len() - self.free.len();
-            self.shared
-                .parked
-                .store(parked, std::sync::atomic::Ordering::Relaxed);
         }
         for _ in 0..self.shared.config.workers {
             let _ = self.ready.send(Job::Exit);
@@ -273,12 +273,13 @@ impl Keeper {
         self.next_gen += 1;
         let gen = self.next_gen;
         self.heap.push(Reverse((deadline, slot, gen)));
-        self.compact_heap();
         self.slots[slot] = Some(Entry {
             kind,
             gen,
             deadline,
         });
+        // After the slot is filled: the rebuild keeps only entries it finds in `slots`.
+        self.compact_heap();
     }
 
     /// The heap drops entries lazily (a connection that leaves before its deadline leaves its

@@ -222,3 +222,34 @@ fn malformed_requests_get_400_and_close() {
     let r = srv.request("GET / HTTP/2.0\r\nHost: t\r\n\r\n");
     assert_eq!(r.status, 505);
 }
+
+/// Regression: the keeper's deadline heap is rebuilt when it holds about 1024 more entries
+/// than needed; a connection parked at that very moment must keep its deadline (it once lost
+/// it and stayed open forever). With one connection that is its 1029th park: one park while
+/// it is fresh (the pause below), then one after each response. The keep-alive timeout is
+/// long enough that no entry leaves the heap early by expiring during the loop.
+#[test]
+fn idle_timeouts_hold_across_deadline_heap_rebuilds() {
+    let d = TestDir::new();
+    d.file("a.txt", "a");
+    for n in 1027..=1029u32 {
+        let mut c = support::config(&d.path);
+        c.limits.keep_alive_timeout = Duration::from_millis(1500);
+        c.limits.max_requests = 100_000;
+        let srv = TestServer::with_config(c);
+        let mut s = srv.connect();
+        std::thread::sleep(Duration::from_millis(50)); // parks once, fresh
+        for _ in 0..n {
+            s.write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+                .unwrap();
+            assert_eq!(read_response(&mut s, false).unwrap().status, 200);
+        }
+        let t = Instant::now();
+        assert!(is_closed(&mut s), "idle after {n} requests, never closed");
+        assert!(
+            t.elapsed() < Duration::from_secs(3),
+            "idle after {n} requests, closed only after {:?}",
+            t.elapsed()
+        );
+    }
+}

@@ -320,3 +320,48 @@ fn delete_removes_regular_files_only() {
     assert!(d.path.join(".env").exists() && d.path.join("dir").is_dir());
     assert_eq!(srv.get("/a.txt").status, 404);
 }
+
+#[test]
+fn an_empty_put_creates_an_empty_file_at_once() {
+    let d = TestDir::new();
+    let srv = writable(&d, |_| {});
+    let mut s = srv.connect();
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    s.write_all(b"PUT /empty.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n")
+        .unwrap();
+    let r = read_response(&mut s, false).expect("answered without waiting for a body");
+    assert_eq!(r.status, 201);
+    assert_eq!(std::fs::read(d.path.join("empty.txt")).unwrap(), b"");
+}
+
+/// A file has many request paths, and the small-file cache is keyed by them: a write through
+/// any of them must not leave another serving the old bytes.
+#[test]
+fn a_write_through_any_path_refreshes_every_cached_path() {
+    let d = TestDir::new();
+    d.file("a.txt", "old\n");
+    d.file("b.txt", "b\n");
+    d.file("d/index.html", "old index\n");
+    d.file("v.txt", "plain\n");
+    d.file("v.txt.gz", "OLDGZ");
+    let srv = writable(&d, |c| c.cache_valid = Duration::from_secs(60));
+    let gz = "GET /v.txt HTTP/1.1\r\nHost: t\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n";
+    // Fill the cache.
+    assert_eq!(srv.get("/a.txt").text(), "old\n");
+    assert_eq!(srv.get("/b.txt").status, 200);
+    assert_eq!(srv.get("/d/").text(), "old index\n");
+    assert_eq!(srv.request(gz).text(), "OLDGZ");
+
+    assert_eq!(put(&srv, "/%61.txt", "", b"new\n").status, 204);
+    assert_eq!(srv.get("/a.txt").text(), "new\n", "other spelling");
+    assert_eq!(put(&srv, "/d/index.html", "", b"new index\n").status, 204);
+    assert_eq!(srv.get("/d/").text(), "new index\n", "directory URL");
+    assert_eq!(put(&srv, "/v.txt.gz", "", b"NEWGZ").status, 204);
+    assert_eq!(srv.request(gz).text(), "NEWGZ", "variant of another path");
+    assert_eq!(delete(&srv, "//b.txt", "").status, 204);
+    assert_eq!(
+        srv.get("/b.txt").status,
+        404,
+        "deleted through another spelling"
+    );
+}
