@@ -292,9 +292,10 @@ pub(crate) fn serve(mut conn: Conn, shared: &Shared, load: &dyn Load) -> Next {
             }
         }
         if conn.upload.is_some() {
-            match drive_upload(&mut conn, shared) {
+            match drive_upload(&mut conn, shared, load) {
                 Drive::Answered => continue,
                 Drive::Park => return Next::Park(conn),
+                Drive::Requeue => return Next::Requeue(conn),
                 Drive::Gone => return Next::Done,
             }
         }
@@ -446,7 +447,7 @@ fn exchange(conn: &mut Conn, head: RequestHead, shared: &Shared, load: &dyn Load
 
     let mut put_error = None;
     if head.method == Method::Put && shared.config.allow_write {
-        match begin_put(conn, &head, shared, start) {
+        match begin_put(conn, &head, shared, load, start) {
             Ok(()) => return, // the body is read by `drive_upload`
             Err(e) => put_error = Some(e),
         }
@@ -570,6 +571,7 @@ fn begin_put(
     conn: &mut Conn,
     head: &RequestHead,
     shared: &Shared,
+    load: &dyn Load,
     start: Instant,
 ) -> Result<(), HttpError> {
     let config = &shared.config;
@@ -607,7 +609,10 @@ fn begin_put(
         // client cannot take even that, it will not send the body either.
         let _ = (&conn.stream).write(b"HTTP/1.1 100 Continue\r\n\r\n");
     }
-    let keep = head.keep_alive && conn.requests < config.limits.max_requests;
+    // The same keep-alive rule as every other request (adaptive under load included).
+    let keep = head.keep_alive
+        && conn.requests < config.limits.max_requests
+        && !(load.new_waiting() && shared.busy_workers.load(Ordering::Relaxed) >= config.workers);
     conn.upload = Some(Box::new(PutState {
         upload,
         target: target.path,
@@ -631,14 +636,17 @@ enum Drive {
     Answered,
     /// Waiting for more of the body.
     Park,
+    /// A turn's worth of body was taken and others wait for a worker.
+    Requeue,
     /// The client went away (the temporary file is gone with the upload).
     Gone,
 }
 
 /// Feeds the body bytes that have arrived into the upload, reading what is there without
 /// waiting; commits and answers when the body is complete.
-fn drive_upload(conn: &mut Conn, shared: &Shared) -> Drive {
+fn drive_upload(conn: &mut Conn, shared: &Shared, load: &dyn Load) -> Drive {
     let limits = &shared.config.limits;
+    let mut taken = 0u64;
     loop {
         // Fed even with nothing buffered: an empty body (`Content-Length: 0`) is complete
         // before any byte arrives.
@@ -652,6 +660,7 @@ fn drive_upload(conn: &mut Conn, shared: &Shared) -> Drive {
                         state.deadline = Instant::now() + limits.head_timeout;
                     }
                     conn.consume(n);
+                    taken += n as u64;
                     if done {
                         finish_put(conn, shared);
                         return Drive::Answered;
@@ -667,6 +676,10 @@ fn drive_upload(conn: &mut Conn, shared: &Shared) -> Drive {
                     return Drive::Answered;
                 }
             }
+        }
+        // Fairness, as for downloads: a fast uploader yields its worker every turn's worth.
+        if taken >= TURN_BUDGET && load.others_waiting() {
+            return Drive::Requeue;
         }
         match conn.read_ready(limits) {
             Ok(0) => {
