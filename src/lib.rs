@@ -21,12 +21,15 @@
 //! `Connection: close`, and return within the shutdown timeout.
 //!
 //! # Layout
-//! Pure, socket-free and table-tested: [`request`] (head parser), [`body`] (discarding unused
-//! bodies), [`resolve`] (URL path → file, safely), [`mime`], [`http_date`], [`config`]
-//! (limits and CLI). Sockets: `connection` (one connection while a worker holds it) and
-//! `keeper` (parked connections). Threads: `server` (acceptor, drain), `pool` (workers),
-//! `keeper` and [`shutdown`]. Errors: [`error`], where one `match` maps request errors to
-//! statuses. Wire format: [`response`].
+//! Pure, socket-free and table-tested: [`request`] (head parser), [`body`] (body framing:
+//! discarding unused bodies, decoding uploads), [`resolve`] (URL path → file, safely, for
+//! reads and writes), [`conditional`] (validators, preconditions, ranges), [`encoding`]
+//! (choosing a precompressed sidecar), [`mime`], [`http_date`], [`access`] (access-log
+//! lines), [`config`] (limits, CLI and environment). Files: `cache` (small-file cache) and
+//! `upload` (atomic PUT). Sockets: `connection` (one connection while a worker holds it),
+//! `outgoing` (resumable responses) and `keeper` (parked connections). Threads: `server`
+//! (acceptor, drain), `pool` (workers), `keeper` and [`shutdown`]. Errors: [`error`], where
+//! one `match` maps request errors to statuses. Wire format: [`response`].
 //!
 //! # Embedding
 //! ```
