@@ -565,6 +565,40 @@ fn current_validators(path: &Path) -> Option<(String, Option<SystemTime>)> {
     })
 }
 
+/// The target of a PUT or DELETE: the GET path rules ([`resolve::resolve_write`]), and
+/// never the health endpoint, which is not a file.
+fn write_target(head: &RequestHead, shared: &Shared) -> Result<resolve::WriteTarget, HttpError> {
+    let config = &shared.config;
+    if config.health_path.as_deref() == Some(head.path.as_str()) {
+        return Err(HttpError::Forbidden);
+    }
+    let opts = ResolveOptions {
+        hidden: config.hidden,
+    };
+    resolve::resolve_write(&config.root, &head.path, &opts)
+}
+
+/// The write preconditions a request carries.
+fn head_preconditions(head: &RequestHead) -> Preconditions<'_> {
+    let h = &head.headers;
+    write_preconditions(
+        h.get("if-match"),
+        h.get("if-none-match"),
+        h.get("if-unmodified-since"),
+    )
+}
+
+/// Evaluates write preconditions against the file at `path` as it is now: whether a file
+/// exists there, or 412.
+fn check_write(pre: &Preconditions, path: &Path) -> Result<bool, HttpError> {
+    let current = current_validators(path);
+    if conditional::write_allowed(pre, current.as_ref().map(|(t, m)| (t.as_str(), *m))) {
+        Ok(current.is_some())
+    } else {
+        Err(HttpError::PreconditionFailed)
+    }
+}
+
 /// Checks a PUT (path, preconditions, size) and starts its upload: `Expect: 100-continue`
 /// is answered only now, so a client whose upload would be refused never sends the body.
 fn begin_put(
@@ -575,23 +609,9 @@ fn begin_put(
     start: Instant,
 ) -> Result<(), HttpError> {
     let config = &shared.config;
-    if config.health_path.as_deref() == Some(head.path.as_str()) {
-        return Err(HttpError::Forbidden); // the health endpoint is not a file to write
-    }
-    let opts = ResolveOptions {
-        hidden: config.hidden,
-    };
-    let target = resolve::resolve_write(&config.root, &head.path, &opts)?;
+    let target = write_target(head, shared)?;
     let h = &head.headers;
-    let pre = write_preconditions(
-        h.get("if-match"),
-        h.get("if-none-match"),
-        h.get("if-unmodified-since"),
-    );
-    let current = current_validators(&target.path);
-    if !conditional::write_allowed(&pre, current.as_ref().map(|(t, m)| (t.as_str(), *m))) {
-        return Err(HttpError::PreconditionFailed);
-    }
+    check_write(&head_preconditions(head), &target.path)?;
     let mode = if h.get("if-none-match") == Some("*") {
         Commit::CreateOnly
     } else {
@@ -714,17 +734,12 @@ fn finish_put(conn: &mut Conn, shared: &Shared) {
         ..
     } = *state;
     let check = || {
-        let current = current_validators(&target);
         let pre = write_preconditions(
             if_match.as_deref(),
             if_none_match.as_deref(),
             if_unmodified_since.as_deref(),
         );
-        if conditional::write_allowed(&pre, current.as_ref().map(|(t, m)| (t.as_str(), *m))) {
-            Ok(current.is_some())
-        } else {
-            Err(HttpError::PreconditionFailed)
-        }
+        check_write(&pre, &target)
     };
     let result = upload.commit(&shared.write_lock, check);
     // The cache is keyed by request path, and one file has many (`/%61.txt`, `//a.txt`, the
@@ -750,12 +765,7 @@ fn answer_put(conn: &mut Conn, state: PutAnswer, result: Result<bool, HttpError>
             connection_header(&mut h, state.version, keep);
             (status, no_body(h), keep)
         }
-        Err(e) => {
-            let status = e.status();
-            let keep = keep && !e.closes_connection();
-            let out = canned(status, false, connection_value(state.version, keep), &[]);
-            (status, out, keep)
-        }
+        Err(e) => error_reply(&e, state.version, false, keep, &[]),
     };
     conn.idle_since = Instant::now();
     conn.pending = Some(Box::new(Pending {
@@ -770,19 +780,8 @@ fn answer_put(conn: &mut Conn, state: PutAnswer, result: Result<bool, HttpError>
 /// DELETE (`--allow-write`): a regular file under the root, by the same path rules, never a
 /// directory, a link or a hidden name; `If-Match` and friends apply.
 fn delete(head: &RequestHead, shared: &Shared) -> Result<(), HttpError> {
-    if shared.config.health_path.as_deref() == Some(head.path.as_str()) {
-        return Err(HttpError::Forbidden);
-    }
-    let opts = ResolveOptions {
-        hidden: shared.config.hidden,
-    };
-    let target = resolve::resolve_write(&shared.config.root, &head.path, &opts)?;
-    let h = &head.headers;
-    let pre = write_preconditions(
-        h.get("if-match"),
-        h.get("if-none-match"),
-        h.get("if-unmodified-since"),
-    );
+    let target = write_target(head, shared)?;
+    let pre = head_preconditions(head);
     let _guard = shared.write_lock.lock().unwrap_or_else(|p| p.into_inner());
     let Some((etag, modified)) = current_validators(&target.path) else {
         return Err(HttpError::NotFound);
@@ -853,16 +852,13 @@ fn respond(conn: &Conn, head: &RequestHead, keep: bool, shared: &Shared) -> io::
         }
         _ => {
             // RFC 9110 §15.5.6: 405 lists the methods the resource does allow.
-            let keep = keep && !HttpError::MethodNotAllowed.closes_connection();
-            let status = Status::MethodNotAllowed;
-            let head_only = head.method == Method::Head;
-            let out = canned(
-                status,
-                head_only,
-                connection_value(head.version, keep),
+            return Ok(error_reply(
+                &HttpError::MethodNotAllowed,
+                head.version,
+                head.method == Method::Head,
+                keep,
                 &[("Allow", allow)],
-            );
-            return Ok((status, out, keep));
+            ));
         }
     }
     if is_health_probe(head, shared) {
@@ -1169,11 +1165,7 @@ fn send_chosen(conn: &Conn, head: &RequestHead, c: Chosen, keep: bool) -> io::Re
     }
     connection_header(&mut out, head.version, keep);
     let body = match plan {
-        Plan::NotModified => {
-            let bytes = out.finish();
-            let len = bytes.len();
-            Outgoing::bytes(bytes, len)
-        }
+        Plan::NotModified => no_body(out),
         Plan::Partial(range) => {
             out.header("Content-Type", c.content_type)
                 .header("Content-Length", range.len())
@@ -1249,13 +1241,24 @@ fn join_fields(headers: &request::Headers, name: &str) -> Option<String> {
 
 /// The answer for a request error, through the one status mapping in [`HttpError::status`].
 fn send_error(conn: &Conn, head: &RequestHead, err: HttpError, keep: bool) -> Reply {
-    let status = err.status();
-    if status == Status::InternalServerError {
+    if err == HttpError::Internal {
         log::error!("{}: internal error serving {:?}", conn.peer, head.target);
     }
+    error_reply(&err, head.version, head.method == Method::Head, keep, &[])
+}
+
+/// The generated page for `err` (its one status, [`HttpError::status`]), with `Connection:
+/// close` when the error leaves the framing unknown.
+fn error_reply(
+    err: &HttpError,
+    version: Version,
+    head_only: bool,
+    keep: bool,
+    extra: &[(&str, &str)],
+) -> Reply {
+    let status = err.status();
     let keep = keep && !err.closes_connection();
-    let head_only = head.method == Method::Head;
-    let out = canned(status, head_only, connection_value(head.version, keep), &[]);
+    let out = canned(status, head_only, connection_value(version, keep), extra);
     (status, out, keep)
 }
 

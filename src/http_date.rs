@@ -109,12 +109,9 @@ fn unix_secs(t: SystemTime) -> u64 {
 /// Renders a clamped Unix second as IMF-fixdate.
 fn render(secs: u64) -> [u8; LEN] {
     let secs = secs.min(MAX_SECS);
-    let days = secs / DAY_SECS;
-    let tod = secs % DAY_SECS;
-    // Both fit: days <= 2_932_896 after clamping.
-    let (year, month, day) = civil_from_days(days as i64);
+    let (year, month, day, h, m, sec) = parts_of(secs);
     // 1970-01-01 was a Thursday (index 4 from Sunday).
-    let weekday = ((days + 4) % 7) as usize;
+    let weekday = ((secs / DAY_SECS + 4) % 7) as usize;
     let mut out = [0u8; LEN];
     let mut at = 0;
     let mut put = |bytes: &[u8]| {
@@ -130,18 +127,23 @@ fn render(secs: u64) -> [u8; LEN] {
     put(&two_digits((year / 100) as u32));
     put(&two_digits((year % 100) as u32));
     put(b" ");
-    put(&two_digits((tod / 3600) as u32));
+    put(&two_digits(h));
     put(b":");
-    put(&two_digits((tod / 60 % 60) as u32));
+    put(&two_digits(m));
     put(b":");
-    put(&two_digits((tod % 60) as u32));
+    put(&two_digits(sec));
     put(b" GMT");
     out
 }
 
-/// The parts of a clamped Unix second: (year, month 1..=12, day, hour, minute, second).
+/// The parts of a time, clamped like [`format()`]: (year, month 1..=12, day, hour, minute,
+/// second).
 fn parts(t: SystemTime) -> (i64, u32, u32, u32, u32, u32) {
-    let secs = unix_secs(t);
+    parts_of(unix_secs(t))
+}
+
+/// [`parts`] of a clamped Unix second (days fit in an i64: at most 2_932_896).
+fn parts_of(secs: u64) -> (i64, u32, u32, u32, u32, u32) {
     let (year, month, day) = civil_from_days((secs / DAY_SECS) as i64);
     let tod = secs % DAY_SECS;
     let (h, m, s) = (tod / 3600, tod / 60 % 60, tod % 60);

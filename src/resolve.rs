@@ -253,14 +253,7 @@ pub fn open_variant(root: &Path, file: &FileInfo, coding: Coding) -> Result<File
 /// Opens a configured page (`--404`, `--fallback`) by its canonical path: a regular file,
 /// opened without blocking. It may live outside the root: the operator named it.
 pub fn open_page(path: &Path) -> Result<FileInfo, HttpError> {
-    let file = open_regular(path)?;
-    let meta = file.metadata().map_err(|e| fs_error(&e))?;
-    Ok(FileInfo {
-        file,
-        path: path.to_path_buf(),
-        len: meta.len(),
-        modified: meta.modified().ok(),
-    })
+    file_info(open_regular(path)?, path.to_path_buf())
 }
 
 /// Whether the last segment of a request path has a file extension (a dot after its first
@@ -332,11 +325,16 @@ pub fn normalize(decoded: &[u8]) -> Result<Vec<Vec<u8>>, HttpError> {
 /// its real path to lie inside `root` (component-wise); everything else is NotFound.
 fn open_inside(root: &Path, full: &Path) -> Result<FileInfo, HttpError> {
     let file = open_regular(full)?;
-    let meta = file.metadata().map_err(|e| fs_error(&e))?;
     let path = opened_path(&file, full).map_err(|e| fs_error(&e))?;
     if !path.starts_with(root) {
         return Err(HttpError::NotFound);
     }
+    file_info(file, path)
+}
+
+/// An opened file with its length and mtime from the *opened* handle (no stat/open race).
+fn file_info(file: File, path: PathBuf) -> Result<FileInfo, HttpError> {
+    let meta = file.metadata().map_err(|e| fs_error(&e))?;
     Ok(FileInfo {
         file,
         path,

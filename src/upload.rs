@@ -48,8 +48,6 @@ pub struct Upload {
     dir: PathBuf,
     mode: Commit,
     committed: bool,
-    /// Body bytes written so far.
-    pub written: u64,
 }
 
 impl Upload {
@@ -83,21 +81,18 @@ impl Upload {
             dir: target.dir.clone(),
             mode,
             committed: false,
-            written: 0,
         })
     }
 
     /// Writes the body bytes at the start of `buf` to the temporary file; returns how many
     /// bytes of `buf` belonged to the body and whether it is complete.
     pub fn feed(&mut self, buf: &[u8]) -> Result<(usize, bool), HttpError> {
-        let (file, written) = (&mut self.file, &mut self.written);
+        let file = &mut self.file;
         self.decoder.feed_data(buf, &mut |data| {
             file.write_all(data).map_err(|e| {
                 log::error!("upload: writing the temporary file failed: {e}");
                 HttpError::Internal
-            })?;
-            *written += data.len() as u64;
-            Ok(())
+            })
         })
     }
 
