@@ -161,6 +161,10 @@ pub struct Config {
     /// Test seam, never set by the command line: see [`HoldGate`].
     #[doc(hidden)]
     pub hold: Option<HoldGate>,
+    /// Test seam, never set by the command line: the cores the pool's wake-up rule assumes
+    /// (`None`: the cores this process may run on, `num_cpus::get()`).
+    #[doc(hidden)]
+    pub cores: Option<usize>,
 }
 
 /// Default worker count: workers never wait on a client, quiet or slow to read (the keeper
@@ -196,6 +200,7 @@ impl Default for Config {
             allow_write: false,
             max_upload: DEFAULT_MAX_UPLOAD,
             hold: None,
+            cores: None,
         }
     }
 }

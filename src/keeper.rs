@@ -37,6 +37,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::config::LINGER_MAX_BYTES;
 use crate::connection::{self, Conn, Waiting};
+use crate::pool::{ReadyQueue, STALL_AFTER};
 use crate::state::{OpenGuard, Shared};
 
 /// Token of the waker; slots use their index.
@@ -118,7 +119,7 @@ struct Keeper {
     poll: Poll,
     sleeping: Arc<AtomicBool>,
     rx: Receiver<Parcel>,
-    ready: Sender<Job>,
+    ready: Arc<ReadyQueue>,
     /// The accept queue, only to see how many new connections wait (never received from).
     new_queue: Receiver<Conn>,
     shared: Arc<Shared>,
@@ -133,7 +134,7 @@ struct Keeper {
 /// Starts the keeper thread. `done` gets a message when it exits.
 pub(crate) fn start(
     shared: Arc<Shared>,
-    ready: Sender<Job>,
+    ready: Arc<ReadyQueue>,
     new_queue: Receiver<Conn>,
     done: Sender<()>,
 ) -> io::Result<(KeeperHandle, JoinHandle<()>)> {
@@ -175,9 +176,12 @@ pub(crate) fn start(
 impl Keeper {
     fn run(&mut self) {
         let mut events = Events::with_capacity(EVENTS_PER_POLL);
+        let mut progress = (0, Instant::now());
         loop {
             let now = Instant::now();
             self.expire(now);
+            self.ready.wake();
+            let queued = self.ready.check_stall(&mut progress, now);
             if self.shared.shutdown.is_triggered() && !self.draining {
                 self.begin_drain();
             }
@@ -194,6 +198,9 @@ impl Keeper {
                 .map(|Reverse((d, _, _))| d.saturating_duration_since(now));
             if self.draining {
                 timeout = Some(timeout.map_or(DRAIN_TICK, |t| t.min(DRAIN_TICK)));
+            }
+            if queued {
+                timeout = Some(timeout.map_or(STALL_AFTER, |t| t.min(STALL_AFTER)));
             }
             self.sleeping.store(true, Ordering::SeqCst);
             fence(Ordering::SeqCst);
@@ -218,10 +225,9 @@ impl Keeper {
                 self.admit(parcel);
             }
             self.shed_idle_under_load();
+            self.ready.wake();
         }
-        for _ in 0..self.shared.config.workers {
-            let _ = self.ready.send(Job::Exit);
-        }
+        self.ready.exit_all();
         log::debug!("keeper: done");
     }
 
@@ -348,7 +354,7 @@ impl Keeper {
                 ..
             }) = self.remove(slot)
             {
-                let _ = self.ready.send(Job::Serve(conn));
+                self.ready.push(Job::Serve(conn));
             }
             return;
         }
@@ -456,7 +462,7 @@ impl Keeper {
     fn close_idle(&self, conn: Conn) {
         let pending = matches!(conn.stream().peek(&mut [0u8; 1]), Ok(n) if n > 0);
         if pending {
-            let _ = self.ready.send(Job::Serve(conn));
+            self.ready.push(Job::Serve(conn));
         }
     }
 

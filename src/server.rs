@@ -28,7 +28,7 @@ use crate::config::{Config, Overload, ACCEPT_BACKOFF_MAX};
 use crate::connection::Conn;
 use crate::error::Error;
 use crate::keeper::{self, KeeperHandle, Parcel};
-use crate::pool::{self, Queues};
+use crate::pool::{self, Queues, ReadyQueue};
 use crate::response::OVERLOADED;
 use crate::shutdown::Shutdown;
 use crate::state::{OpenGuard, Shared, Stats};
@@ -225,19 +225,18 @@ impl Server {
         let io_err = |context| move |source| Error::Io { context, source };
         let workers = shared.config.workers;
         let (new_tx, new_rx) = crossbeam_channel::bounded::<Conn>(shared.config.queue);
-        let (ready_tx, ready_rx) = crossbeam_channel::unbounded();
+        let ready = ReadyQueue::new(workers, shared.config.cores);
         let (done_tx, done_rx) = crossbeam_channel::unbounded();
         let (keeper, _keeper_thread) = keeper::start(
             Arc::clone(&shared),
-            ready_tx.clone(),
+            Arc::clone(&ready),
             new_rx.clone(),
             done_tx.clone(),
         )
         .map_err(io_err("starting the keeper"))?;
         let queues = Queues {
             new: new_rx,
-            ready: ready_rx,
-            requeue: ready_tx,
+            ready,
             keeper: keeper.clone(),
         };
         let started = pool::start(&shared, queues, done_tx);

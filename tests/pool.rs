@@ -246,6 +246,48 @@ fn saturation_closes_idle_keep_alive_connections_early() {
     assert_eq!(read_response(&mut b, false).unwrap().status, 200);
 }
 
+/// The wake-up rule keeps only `min(queued, cores)` workers awake, so on one core a worker stuck
+/// inside a request (here at the gate) would hold up every connection behind it in the ready
+/// queue while the other worker sleeps. The keeper's stall check must ring that other worker.
+#[test]
+fn a_stuck_worker_does_not_hold_up_ready_connections_on_one_core() {
+    let d = TestDir::new();
+    d.file("held.txt", "held\n");
+    d.file("a.txt", "aaa\n");
+    let gate = HoldGate::new("/held.txt");
+    let mut c = support::config(&d.path);
+    c.workers = 2;
+    c.cores = Some(1);
+    c.hold = Some(gate.clone());
+    let srv = TestServer::with_config(c);
+
+    // B is a parked keep-alive connection, so its next request comes through the keeper and
+    // the ready queue (not the accept queue, which wakes workers by itself).
+    let mut b = srv.connect();
+    b.write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut b, false).unwrap().status, 200);
+    let mut a = srv.connect();
+    a.write_all(b"GET /held.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    wait_until_held(&gate, 1);
+
+    b.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let t = Instant::now();
+    b.write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let answered = read_response(&mut b, false);
+    let waited = t.elapsed();
+    gate.release();
+    assert_eq!(
+        answered.map(|r| r.status),
+        Some(200),
+        "B waited behind the stuck worker ({waited:?})"
+    );
+    assert!(waited < Duration::from_secs(1), "B waited {waited:?}");
+    assert_eq!(read_response(&mut a, false).unwrap().status, 200);
+}
+
 /// Drain step 3: a connection already queued when the stop comes is served, with
 /// `Connection: close`, not dropped.
 #[test]
