@@ -29,6 +29,7 @@ use crate::conditional::{self, Plan, Preconditions};
 use crate::config::{Limits, MAX_DISCARD_BODY};
 use crate::encoding::{self, Coding};
 use crate::error::HttpError;
+use crate::keeper::{Lingering, Ticket};
 use crate::outgoing::{Outgoing, Sent, TURN_BUDGET};
 use crate::request::{self, BodyFraming, Method, Parse, RequestHead, Version};
 use crate::resolve::{self, ResolveOptions, Resolved};
@@ -72,6 +73,8 @@ pub(crate) struct Conn {
     /// The client may still be sending bytes we did not read (a body we skipped), so a
     /// close must linger.
     unread_input: bool,
+    /// Its place with the keeper, from its first park until it closes (see [`Ticket`]).
+    ticket: Option<Ticket>,
     _open: OpenGuard,
 }
 
@@ -139,7 +142,7 @@ pub(crate) enum Next {
     Requeue(Conn),
     /// A final response was sent and the write side shut: discard input for a while
     /// (lingering close) so the client reads the response instead of a reset.
-    Linger(TcpStream, OpenGuard),
+    Linger(Lingering),
     /// Closed (or the client went away).
     Done,
 }
@@ -168,6 +171,7 @@ impl Conn {
             write_deadline: None,
             upload: None,
             unread_input: false,
+            ticket: None,
             _open: OpenGuard::new(shared),
         })
     }
@@ -221,8 +225,27 @@ impl Conn {
     }
 
     /// Gives up the socket for a lingering close.
-    pub fn into_linger(self) -> (TcpStream, OpenGuard) {
-        (self.stream, self._open)
+    pub fn into_linger(self) -> Lingering {
+        Lingering {
+            stream: self.stream,
+            _open: self._open,
+            ticket: self.ticket,
+        }
+    }
+
+    /// Its place with the keeper, if it was ever parked.
+    pub fn ticket(&self) -> Option<&Ticket> {
+        self.ticket.as_ref()
+    }
+
+    /// Its place with the keeper, to update.
+    pub fn ticket_mut(&mut self) -> Option<&mut Ticket> {
+        self.ticket.as_mut()
+    }
+
+    /// Records its place with the keeper (at its first park).
+    pub fn set_ticket(&mut self, ticket: Ticket) {
+        self.ticket = Some(ticket);
     }
 
     /// One read that does not wait. `Ok(0)` is end of stream.
@@ -404,8 +427,7 @@ fn close(conn: Conn) -> Next {
         return Next::Done;
     }
     let _ = conn.stream.shutdown(Half::Write);
-    let (stream, guard) = conn.into_linger();
-    Next::Linger(stream, guard)
+    Next::Linger(conn.into_linger())
 }
 
 /// Answers a request we could not parse (or whose head took too long) and closes: its
@@ -1296,7 +1318,7 @@ fn access_log(peer: SocketAddr, info: &LogInfo, status: Status, bytes: u64, star
 /// quietly, as nginx does for keep-alive; a response stalled longer than the write timeout is
 /// abandoned (logged with the bytes that went out). The socket is non-blocking, so the keeper
 /// never waits on the 408: a client that does not even read 200 bytes loses it.
-pub(crate) fn expire(mut conn: Conn, format: access::Format) -> Option<(TcpStream, OpenGuard)> {
+pub(crate) fn expire(mut conn: Conn, format: access::Format) -> Option<Lingering> {
     match conn.waiting() {
         Waiting::Head => {}
         Waiting::Body => {

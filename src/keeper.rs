@@ -2,13 +2,18 @@
 //! worker ever waits on a quiet client (Apache's event MPM shape; see
 //! `../shared/design/architecture.md`).
 //!
-//! It owns the parked set (a slab indexed by `mio::Token`), a deadline heap, and one
-//! `mio::Poll`. Each parked socket is registered on arrival (for readability, or for
-//! writability when it is a slow reader in the middle of a response) and deregistered
-//! when it leaves, so the std `TcpStream` stays the only owner of the descriptor (registered
-//! through `SourceFd`, no `unsafe`). epoll reports a socket that is already readable at
-//! registration, so bytes that arrive between the worker's last read and the park are never
-//! missed. The poll timeout is the next deadline: no spinning, no CPU while idle.
+//! It owns the parked set (a slab of slots indexed by the `mio::Token`), a deadline heap, and
+//! one `mio::Poll`. A socket is registered (edge-triggered, through `SourceFd`: the std
+//! `TcpStream` stays the only owner of the descriptor, no `unsafe`) at its first park, and
+//! stays registered until it closes: the connection carries a [`Ticket`] for its slot while a
+//! worker has it, and the slot is freed when the ticket is dropped with the connection. A
+//! registration per park cost an `EPOLL_CTL_ADD` and an `EPOLL_CTL_DEL` per keep-alive
+//! request, 14% of the server's CPU in `perf` (issue 7). Readiness reported while a worker has
+//! the connection is remembered in its slot, and the connection goes straight back to the
+//! workers when it is handed in; the only interest change is to writability for a slow reader
+//! and back (`EPOLL_CTL_MOD`, which reports a socket that is already ready, like the first
+//! `EPOLL_CTL_ADD` does). So bytes that arrive between the worker's last read and the park
+//! are never missed. The poll timeout is the next deadline: no spinning, no CPU while idle.
 //!
 //! Ready → the connection goes back to the workers on the ready channel (which workers
 //! prefer over new connections, and which is never answered 503). Deadline → 408 for a partial
@@ -26,7 +31,7 @@ use std::collections::BinaryHeap;
 use std::io::{self, Read};
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{fence, AtomicBool, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -35,13 +40,17 @@ use crossbeam_channel::{Receiver, Sender};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use crate::config::LINGER_MAX_BYTES;
+use crate::config::{Limits, LINGER_MAX_BYTES};
 use crate::connection::{self, Conn, Waiting};
 use crate::pool::{ReadyQueue, STALL_AFTER};
 use crate::state::{OpenGuard, Shared};
 
-/// Token of the waker; slots use their index.
+/// Token of the waker; slots use their index in the low half and the slot's registration
+/// generation in the high half (31 bits, so never `usize::MAX`).
 const WAKE: Token = Token(usize::MAX);
+/// Generations wrap within 31 bits; see [`WAKE`].
+const REG_MASK: u32 = 0x7fff_ffff;
+const _: () = assert!(usize::BITS == 64, "slot tokens pack two 32-bit halves");
 /// Most readiness events handled per poll call.
 const EVENTS_PER_POLL: usize = 1024;
 /// Stale deadline entries tolerated before the heap is rebuilt (see `compact_heap`).
@@ -64,7 +73,41 @@ pub(crate) enum Parcel {
     /// Wait for bytes (or the deadline).
     Wait(Conn),
     /// Lingering close: discard input until FIN or the linger deadline.
-    Linger(TcpStream, OpenGuard),
+    Linger(Lingering),
+    /// A ticket was dropped: its connection is closed, free the slot.
+    Gone { slot: usize, reg: u32 },
+}
+
+/// A socket on its way to a lingering close.
+#[derive(Debug)]
+pub(crate) struct Lingering {
+    pub stream: TcpStream,
+    /// Counts the connection as open until the linger ends.
+    pub _open: OpenGuard,
+    pub ticket: Option<Ticket>,
+}
+
+/// A connection's slot with the keeper, held by the connection from its first park to its
+/// close, wherever it is. Dropping it (the connection closed) tells the keeper to free the
+/// slot; the descriptor left epoll when it was closed. The generation makes a late event or a
+/// late `Gone` for a reused slot harmless.
+#[derive(Debug)]
+pub(crate) struct Ticket {
+    slot: usize,
+    reg: u32,
+    /// What the socket is registered for.
+    interest: Interest,
+    keeper: KeeperHandle,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        // No wake-up: a free slot can wait until the keeper wakes for something else.
+        let _ = self.keeper.tx.send(Parcel::Gone {
+            slot: self.slot,
+            reg: self.reg,
+        });
+    }
 }
 
 /// The workers' (and the acceptor's) way to hand connections to the keeper.
@@ -75,6 +118,9 @@ pub(crate) struct KeeperHandle {
     /// The keeper is (about to be) blocked in `poll`: only then does a parcel need the
     /// waker's system call. Under load the keeper is mostly awake and parcels just queue.
     sleeping: Arc<AtomicBool>,
+    /// When the keeper's current sleep ends at the latest, in nanoseconds since `epoch`.
+    wake_at: Arc<AtomicU64>,
+    epoch: Instant,
 }
 
 impl KeeperHandle {
@@ -84,6 +130,7 @@ impl KeeperHandle {
         let _ = self.waker.wake();
     }
 
+    /// Hands a parcel over and wakes the keeper if it sleeps.
     pub fn send(&self, parcel: Parcel) {
         // The keeper outlives every open connection, so a send fails only after it exited,
         // when dropping the parcel (closing the socket) is the right thing anyway.
@@ -91,28 +138,120 @@ impl KeeperHandle {
             // Pairs with the fence in `Keeper::run`: either the keeper sees this parcel
             // before it blocks, or we see that it sleeps and wake it.
             fence(Ordering::SeqCst);
-            if self.sleeping.swap(false, Ordering::SeqCst) {
-                if let Err(e) = self.waker.wake() {
-                    log::error!("cannot wake the keeper: {e}");
-                }
+            self.wake_if_sleeping();
+        }
+    }
+
+    fn wake_if_sleeping(&self) {
+        if self.sleeping.swap(false, Ordering::SeqCst) {
+            if let Err(e) = self.waker.wake() {
+                log::error!("cannot wake the keeper: {e}");
             }
         }
+    }
+
+    /// Parks a connection. One that is already registered for what it now waits for, and
+    /// whose deadline is not before the keeper's next wake-up, is handed over without waking
+    /// the keeper: its socket reports readiness to the keeper by itself, and the parcel is
+    /// read on that wake-up at the latest (a wake-up per keep-alive request was 6% of the
+    /// server's CPU on one core). Anything else (a first park, a change of interest, an
+    /// earlier deadline, a drain) wakes it as [`KeeperHandle::send`] does.
+    pub fn park(&self, conn: Conn, limits: &Limits, draining: bool) {
+        let wanted = if conn.waiting() == Waiting::Write {
+            Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
+        let registered = conn.ticket().is_some_and(|t| t.interest == wanted);
+        let deadline = self.nanos(conn.deadline(limits));
+        if self.tx.send(Parcel::Wait(conn)).is_err() {
+            return;
+        }
+        // Pairs with the fence in `Keeper::run` after it publishes `wake_at`: either the
+        // keeper sees this parcel before it blocks, or we see the `wake_at` of that sleep.
+        fence(Ordering::SeqCst);
+        if !registered || draining || deadline < self.wake_at.load(Ordering::SeqCst) {
+            self.wake_if_sleeping();
+        }
+    }
+
+    /// Nanoseconds from `epoch` to `t` (0 before it).
+    fn nanos(&self, t: Instant) -> u64 {
+        u64::try_from(t.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
     }
 }
 
 enum Kind {
     Wait(Conn),
-    Linger {
-        stream: TcpStream,
-        _open: OpenGuard,
-        discarded: usize,
-    },
+    Linger { linger: Lingering, discarded: usize },
+}
+
+impl Kind {
+    fn ticket(&self) -> Option<&Ticket> {
+        match self {
+            Kind::Wait(conn) => conn.ticket(),
+            Kind::Linger { linger, .. } => linger.ticket.as_ref(),
+        }
+    }
+
+    fn set_ticket(&mut self, ticket: Ticket) {
+        match self {
+            Kind::Wait(conn) => conn.set_ticket(ticket),
+            Kind::Linger { linger, .. } => linger.ticket = Some(ticket),
+        }
+    }
+
+    fn set_interest(&mut self, interest: Interest) {
+        let ticket = match self {
+            Kind::Wait(conn) => conn.ticket_mut(),
+            Kind::Linger { linger, .. } => linger.ticket.as_mut(),
+        };
+        if let Some(t) = ticket {
+            t.interest = interest;
+        }
+    }
+
+    fn fd(&self) -> std::os::fd::RawFd {
+        match self {
+            Kind::Wait(conn) => conn.stream().as_raw_fd(),
+            Kind::Linger { linger, .. } => linger.stream.as_raw_fd(),
+        }
+    }
+
+    fn interest(&self) -> Interest {
+        match self {
+            Kind::Wait(conn) if conn.waiting() == Waiting::Write => Interest::WRITABLE,
+            _ => Interest::READABLE,
+        }
+    }
 }
 
 struct Entry {
     kind: Kind,
     gen: u64,
     deadline: Instant,
+}
+
+/// Where a slot's connection is.
+enum State {
+    Free,
+    /// With a worker (or in the ready queue); `ready`: readiness was reported meanwhile.
+    Out {
+        ready: bool,
+    },
+    Parked(Entry),
+}
+
+struct Slot {
+    /// Registration generation (see [`Ticket`]).
+    reg: u32,
+    /// What the socket is registered for.
+    interest: Interest,
+    state: State,
+}
+
+fn token(slot: usize, reg: u32) -> Token {
+    Token((reg as usize) << 32 | slot)
 }
 
 struct Keeper {
@@ -123,8 +262,12 @@ struct Keeper {
     /// The accept queue, only to see how many new connections wait (never received from).
     new_queue: Receiver<Conn>,
     shared: Arc<Shared>,
-    slots: Vec<Option<Entry>>,
+    /// For the tickets it hands out.
+    me: KeeperHandle,
+    slots: Vec<Slot>,
     free: Vec<usize>,
+    /// Slots in the `Parked` state.
+    parked: usize,
     heap: BinaryHeap<Reverse<(Instant, usize, u64)>>,
     next_gen: u64,
     draining: bool,
@@ -143,15 +286,24 @@ pub(crate) fn start(
     shared.shutdown.add_waker(Arc::clone(&waker));
     let (tx, rx) = crossbeam_channel::unbounded();
     let sleeping = Arc::new(AtomicBool::new(false));
+    let handle = KeeperHandle {
+        tx,
+        waker,
+        sleeping: Arc::clone(&sleeping),
+        wake_at: Arc::new(AtomicU64::new(0)),
+        epoch: Instant::now(),
+    };
     let mut keeper = Keeper {
         poll,
-        sleeping: Arc::clone(&sleeping),
+        sleeping,
         rx,
         ready,
         new_queue,
         shared,
+        me: handle.clone(),
         slots: Vec::new(),
         free: Vec::new(),
+        parked: 0,
         heap: BinaryHeap::new(),
         next_gen: 0,
         draining: false,
@@ -163,14 +315,7 @@ pub(crate) fn start(
             keeper.run();
             let _ = done.send(());
         })?;
-    Ok((
-        KeeperHandle {
-            tx,
-            waker,
-            sleeping,
-        },
-        thread,
-    ))
+    Ok((handle, thread))
 }
 
 impl Keeper {
@@ -188,10 +333,9 @@ impl Keeper {
             if self.draining && self.shared.drained() {
                 break;
             }
-            let parked = self.slots.len() - self.free.len();
             self.shared
                 .parked
-                .store(parked, std::sync::atomic::Ordering::Relaxed);
+                .store(self.parked, std::sync::atomic::Ordering::Relaxed);
             let mut timeout = self
                 .heap
                 .peek()
@@ -202,6 +346,8 @@ impl Keeper {
             if queued {
                 timeout = Some(timeout.map_or(STALL_AFTER, |t| t.min(STALL_AFTER)));
             }
+            let wake_at = timeout.map_or(u64::MAX, |t| self.me.nanos(now + t));
+            self.me.wake_at.store(wake_at, Ordering::SeqCst);
             self.sleeping.store(true, Ordering::SeqCst);
             fence(Ordering::SeqCst);
             if !self.rx.is_empty() {
@@ -209,6 +355,7 @@ impl Keeper {
             }
             let polled = self.poll.poll(&mut events, timeout);
             self.sleeping.store(false, Ordering::SeqCst);
+            self.me.wake_at.store(0, Ordering::SeqCst);
             if let Err(e) = polled {
                 if e.kind() != io::ErrorKind::Interrupted {
                     log::error!("keeper: poll failed: {e}");
@@ -218,7 +365,8 @@ impl Keeper {
             }
             for event in events.iter() {
                 if event.token() != WAKE {
-                    self.on_ready(event.token().0);
+                    let t = event.token().0;
+                    self.on_ready(t & 0xffff_ffff, (t >> 32) as u32);
                 }
             }
             while let Ok(parcel) = self.rx.try_recv() {
@@ -233,7 +381,17 @@ impl Keeper {
 
     fn admit(&mut self, parcel: Parcel) {
         let limits = &self.shared.config.limits;
-        let (kind, deadline) = match parcel {
+        let (mut kind, deadline) = match parcel {
+            Parcel::Gone { slot, reg } => {
+                let out = self
+                    .slots
+                    .get(slot)
+                    .is_some_and(|s| s.reg == reg && matches!(s.state, State::Out { .. }));
+                if out {
+                    self.free_slot(slot);
+                }
+                return;
+            }
             Parcel::Wait(conn) => {
                 if self.draining && conn.waiting() == Waiting::Idle {
                     self.close_idle(conn);
@@ -242,10 +400,9 @@ impl Keeper {
                 let deadline = conn.deadline(limits);
                 (Kind::Wait(conn), deadline)
             }
-            Parcel::Linger(stream, open) => (
+            Parcel::Linger(linger) => (
                 Kind::Linger {
-                    stream,
-                    _open: open,
+                    linger,
                     discarded: 0,
                 },
                 Instant::now() + limits.linger_timeout,
@@ -256,36 +413,116 @@ impl Keeper {
         } else {
             deadline
         };
-        let slot = self.free.pop().unwrap_or_else(|| {
-            self.slots.push(None);
-            self.slots.len() - 1
-        });
-        let (fd, interest) = match &kind {
-            Kind::Wait(conn) if conn.waiting() == Waiting::Write => {
-                (conn.stream().as_raw_fd(), Interest::WRITABLE)
+        let interest = kind.interest();
+        let slot = match kind.ticket().map(|t| (t.slot, t.reg)) {
+            Some((slot, reg)) => {
+                let Some(s) = self.slots.get_mut(slot).filter(|s| s.reg == reg) else {
+                    log::error!("keeper: a connection came back with a stale ticket, closing it");
+                    return;
+                };
+                let State::Out { ready } = s.state else {
+                    log::error!("keeper: a connection came back to a slot not out, closing it");
+                    return;
+                };
+                if s.interest != interest {
+                    // EPOLL_CTL_MOD reports current readiness: an old flag is moot.
+                    s.interest = interest;
+                    kind.set_interest(interest);
+                    s.state = State::Out { ready: false };
+                    let fd = kind.fd();
+                    if let Err(e) = self.poll.registry().reregister(
+                        &mut SourceFd(&fd),
+                        token(slot, reg),
+                        interest,
+                    ) {
+                        log::warn!("keeper: cannot watch a connection, closing it: {e}");
+                        return; // the ticket frees the slot
+                    }
+                } else if ready {
+                    if let Kind::Wait(conn) = kind {
+                        // Bytes came while a worker had it: straight back to the workers.
+                        s.state = State::Out { ready: false };
+                        self.ready.push(Job::Serve(conn));
+                        return;
+                    }
+                }
+                slot
             }
-            Kind::Wait(conn) => (conn.stream().as_raw_fd(), Interest::READABLE),
-            Kind::Linger { stream, .. } => (stream.as_raw_fd(), Interest::READABLE),
+            None => {
+                let slot = self.free.pop().unwrap_or_else(|| {
+                    self.slots.push(Slot {
+                        reg: 0,
+                        interest,
+                        state: State::Free,
+                    });
+                    self.slots.len() - 1
+                });
+                let reg = self.slots[slot].reg;
+                let fd = kind.fd();
+                if let Err(e) =
+                    self.poll
+                        .registry()
+                        .register(&mut SourceFd(&fd), token(slot, reg), interest)
+                {
+                    log::warn!("keeper: cannot watch a connection, closing it: {e}");
+                    self.free.push(slot);
+                    return;
+                }
+                self.slots[slot].interest = interest;
+                kind.set_ticket(Ticket {
+                    slot,
+                    reg,
+                    interest,
+                    keeper: self.me.clone(),
+                });
+                return self.park(slot, kind, deadline);
+            }
         };
-        if let Err(e) = self
-            .poll
-            .registry()
-            .register(&mut SourceFd(&fd), Token(slot), interest)
-        {
-            log::warn!("keeper: cannot watch a connection, closing it: {e}");
-            self.free.push(slot);
-            return;
-        }
+        self.park(slot, kind, deadline);
+    }
+
+    /// Puts `kind` into its (out or newly registered) slot with its deadline.
+    fn park(&mut self, slot: usize, kind: Kind, deadline: Instant) {
+        let lingering = matches!(kind, Kind::Linger { .. });
+        let was_ready = matches!(self.slots[slot].state, State::Out { ready: true });
         self.next_gen += 1;
         let gen = self.next_gen;
         self.heap.push(Reverse((deadline, slot, gen)));
-        self.slots[slot] = Some(Entry {
+        self.slots[slot].state = State::Parked(Entry {
             kind,
             gen,
             deadline,
         });
+        self.parked += 1;
         // After the slot is filled: the rebuild keeps only entries it finds in `slots`.
         self.compact_heap();
+        if lingering && was_ready {
+            // Input came while it was out: the edge is spent, so read now.
+            let reg = self.slots[slot].reg;
+            self.on_ready(slot, reg);
+        }
+    }
+
+    /// Takes a parked entry out; the slot (and the registration) stay with the connection.
+    fn take_out(&mut self, slot: usize) -> Option<Kind> {
+        let s = self.slots.get_mut(slot)?;
+        if !matches!(s.state, State::Parked(_)) {
+            return None;
+        }
+        let State::Parked(entry) = std::mem::replace(&mut s.state, State::Out { ready: false })
+        else {
+            return None;
+        };
+        self.parked -= 1;
+        Some(entry.kind)
+    }
+
+    /// Frees a slot whose connection is closed (its descriptor already left epoll).
+    fn free_slot(&mut self, slot: usize) {
+        let s = &mut self.slots[slot];
+        s.state = State::Free;
+        s.reg = s.reg.wrapping_add(1) & REG_MASK;
+        self.free.push(slot);
     }
 
     /// The heap drops entries lazily (a connection that leaves before its deadline leaves its
@@ -294,15 +531,17 @@ impl Keeper {
     /// four times larger than needed keeps it proportional to the parked set, at an amortized
     /// O(1) per park.
     fn compact_heap(&mut self) {
-        let live = self.slots.len() - self.free.len();
-        if self.heap.len() <= 4 * live + HEAP_SLACK {
+        if self.heap.len() <= 4 * self.parked + HEAP_SLACK {
             return;
         }
         self.heap = self
             .slots
             .iter()
             .enumerate()
-            .filter_map(|(slot, e)| e.as_ref().map(|e| Reverse((e.deadline, slot, e.gen))))
+            .filter_map(|(slot, s)| match &s.state {
+                State::Parked(e) => Some(Reverse((e.deadline, slot, e.gen))),
+                _ => None,
+            })
             .collect();
     }
 
@@ -328,61 +567,44 @@ impl Keeper {
         deadline.min(cap)
     }
 
-    /// Takes an entry out of the parked set and the poller.
-    fn remove(&mut self, slot: usize) -> Option<Entry> {
-        let entry = self.slots.get_mut(slot)?.take()?;
-        let fd = match &entry.kind {
-            Kind::Wait(conn) => conn.stream().as_raw_fd(),
-            Kind::Linger { stream, .. } => stream.as_raw_fd(),
+    fn on_ready(&mut self, slot: usize, reg: u32) {
+        let Some(s) = self.slots.get_mut(slot).filter(|s| s.reg == reg) else {
+            return; // a closed connection's last event
         };
-        let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
-        self.free.push(slot);
-        Some(entry)
-    }
-
-    fn on_ready(&mut self, slot: usize) {
-        let lingering = matches!(
-            self.slots.get(slot),
-            Some(Some(Entry {
-                kind: Kind::Linger { .. },
+        match &mut s.state {
+            State::Free => {}
+            State::Out { ready } => *ready = true,
+            State::Parked(Entry {
+                kind: Kind::Wait(_),
                 ..
-            }))
-        );
-        if !lingering {
-            if let Some(Entry {
-                kind: Kind::Wait(conn),
-                ..
-            }) = self.remove(slot)
-            {
-                self.ready.push(Job::Serve(conn));
-            }
-            return;
-        }
-        // Edge-triggered: read until the socket would block, or it is finished.
-        let finished = match self.slots.get_mut(slot) {
-            Some(Some(Entry {
-                kind: Kind::Linger {
-                    stream, discarded, ..
-                },
-                ..
-            })) => loop {
-                match stream.read(&mut self.scratch) {
-                    Ok(0) => break true,
-                    Ok(n) => {
-                        *discarded += n;
-                        if *discarded > LINGER_MAX_BYTES {
-                            break true;
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break false,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(_) => break true,
+            }) => {
+                if let Some(Kind::Wait(conn)) = self.take_out(slot) {
+                    self.ready.push(Job::Serve(conn));
                 }
-            },
-            _ => false,
-        };
-        if finished {
-            self.remove(slot);
+            }
+            State::Parked(Entry {
+                kind: Kind::Linger { linger, discarded },
+                ..
+            }) => {
+                // Edge-triggered: read until the socket would block, or it is finished.
+                let finished = loop {
+                    match (&linger.stream).read(&mut self.scratch) {
+                        Ok(0) => break true,
+                        Ok(n) => {
+                            *discarded += n;
+                            if *discarded > LINGER_MAX_BYTES {
+                                break true;
+                            }
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break false,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(_) => break true,
+                    }
+                };
+                if finished {
+                    self.take_out(slot); // dropped: closes, and the ticket frees the slot
+                }
+            }
         }
     }
 
@@ -392,22 +614,19 @@ impl Keeper {
                 break;
             }
             self.heap.pop();
-            let current = matches!(self.slots.get(slot), Some(Some(e)) if e.gen == gen && e.deadline == deadline);
+            let current = matches!(
+                self.slots.get(slot),
+                Some(Slot { state: State::Parked(e), .. }) if e.gen == gen && e.deadline == deadline
+            );
             if !current {
                 continue;
             }
-            if let Some(Entry {
-                kind: Kind::Wait(conn),
-                ..
-            }) = self.remove(slot)
-            {
+            if let Some(Kind::Wait(conn)) = self.take_out(slot) {
                 self.shared
                     .timeouts
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if let Some((stream, open)) =
-                    connection::expire(conn, self.shared.config.access_log)
-                {
-                    self.admit(Parcel::Linger(stream, open));
+                if let Some(linger) = connection::expire(conn, self.shared.config.access_log) {
+                    self.admit(Parcel::Linger(linger));
                 }
             }
         }
@@ -434,8 +653,8 @@ impl Keeper {
             .slots
             .iter()
             .enumerate()
-            .filter_map(|(slot, e)| match e {
-                Some(Entry {
+            .filter_map(|(slot, s)| match &s.state {
+                State::Parked(Entry {
                     kind: Kind::Wait(conn),
                     ..
                 }) if conn.waiting() == Waiting::Idle && conn.idle_since() <= idle_before => {
@@ -446,11 +665,7 @@ impl Keeper {
             .collect();
         idle.sort_unstable();
         for (_, slot) in idle.into_iter().take(waiting) {
-            if let Some(Entry {
-                kind: Kind::Wait(conn),
-                ..
-            }) = self.remove(slot)
-            {
+            if let Some(Kind::Wait(conn)) = self.take_out(slot) {
                 self.close_idle(conn);
             }
         }
@@ -469,21 +684,17 @@ impl Keeper {
     fn begin_drain(&mut self) {
         self.draining = true;
         for slot in 0..self.slots.len() {
-            let Some(entry) = self.slots[slot].as_ref() else {
+            let State::Parked(entry) = &self.slots[slot].state else {
                 continue;
             };
             if matches!(&entry.kind, Kind::Wait(conn) if conn.waiting() == Waiting::Idle) {
-                if let Some(Entry {
-                    kind: Kind::Wait(conn),
-                    ..
-                }) = self.remove(slot)
-                {
+                if let Some(Kind::Wait(conn)) = self.take_out(slot) {
                     self.close_idle(conn);
                 }
                 continue;
             }
             let deadline = self.drain_deadline(&entry.kind, entry.deadline);
-            if let Some(entry) = self.slots[slot].as_mut() {
+            if let State::Parked(entry) = &mut self.slots[slot].state {
                 if deadline < entry.deadline {
                     entry.deadline = deadline;
                     self.heap.push(Reverse((deadline, slot, entry.gen)));

@@ -216,14 +216,18 @@ fn work(shared: &Shared, q: &Queues, serve: ServeFn) {
         match outcome {
             Ok(Next::Park(mut conn)) => {
                 conn.shrink();
-                q.keeper.send(Parcel::Wait(conn));
+                q.keeper.park(
+                    conn,
+                    &shared.config.limits,
+                    shared.shutdown.is_triggered(),
+                );
             }
             Ok(Next::Requeue(conn)) => {
                 q.ready.push(Job::Serve(conn));
                 q.ready.wake();
                 yielded = true;
             }
-            Ok(Next::Linger(stream, open)) => q.keeper.send(Parcel::Linger(stream, open)),
+            Ok(Next::Linger(linger)) => q.keeper.send(Parcel::Linger(linger)),
             Ok(Next::Done) => {}
             Err(panic) => {
                 let what = panic

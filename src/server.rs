@@ -27,11 +27,11 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use crate::config::{Config, Overload, ACCEPT_BACKOFF_MAX};
 use crate::connection::Conn;
 use crate::error::Error;
-use crate::keeper::{self, KeeperHandle, Parcel};
+use crate::keeper::{self, KeeperHandle, Lingering, Parcel};
 use crate::pool::{self, Queues, ReadyQueue};
 use crate::response::OVERLOADED;
 use crate::shutdown::Shutdown;
-use crate::state::{OpenGuard, Shared, Stats};
+use crate::state::{Shared, Stats};
 
 const LISTENER: Token = Token(0);
 const WAKE: Token = Token(1);
@@ -399,18 +399,17 @@ fn dispatch(
     };
     let shed = shared.shed.fetch_add(1, Ordering::Relaxed) + 1;
     warn.warn(|n| log::warn!("overloaded: answered 503 to {n} connection(s) ({shed} since start)"));
-    let (stream, open) = conn.into_linger();
-    shed_with_503(stream, open, keeper);
+    shed_with_503(conn.into_linger(), keeper);
 }
 
 /// Writes the canned 503 without ever waiting (the socket is non-blocking, see `Conn::new`, and its send buffer
 /// is empty, so 200 bytes fit), then lets the keeper linger so the client reads it.
-fn shed_with_503(stream: TcpStream, open: OpenGuard, keeper: &KeeperHandle) {
-    if (&stream).write_all(OVERLOADED).is_err() {
+fn shed_with_503(linger: Lingering, keeper: &KeeperHandle) {
+    if (&linger.stream).write_all(OVERLOADED).is_err() {
         return;
     }
-    let _ = stream.shutdown(std::net::Shutdown::Write);
-    keeper.send(Parcel::Linger(stream, open));
+    let _ = linger.stream.shutdown(std::net::Shutdown::Write);
+    keeper.send(Parcel::Linger(linger));
 }
 
 /// Logs at most once per [`WARN_INTERVAL`], with how many events it stands for.
