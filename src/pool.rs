@@ -216,11 +216,8 @@ fn work(shared: &Shared, q: &Queues, serve: ServeFn) {
         match outcome {
             Ok(Next::Park(mut conn)) => {
                 conn.shrink();
-                q.keeper.park(
-                    conn,
-                    &shared.config.limits,
-                    shared.shutdown.is_triggered(),
-                );
+                q.keeper
+                    .park(conn, &shared.config.limits, shared.shutdown.is_triggered());
             }
             Ok(Next::Requeue(conn)) => {
                 q.ready.push(Job::Serve(conn));
