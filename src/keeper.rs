@@ -97,13 +97,12 @@ pub(crate) struct Ticket {
     reg: u32,
     /// What the socket is registered for.
     interest: Interest,
-    keeper: Sender<Parcel>,
+    keeper: Arc<KeeperHandle>,
 }
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        // No wake-up: a free slot can wait until the keeper wakes for something else.
-        let _ = self.keeper.send(Parcel::Gone {
+        self.keeper.send(Parcel::Gone {
             slot: self.slot,
             reg: self.reg,
         });
@@ -265,7 +264,7 @@ struct Keeper {
     new_queue: Receiver<Conn>,
     shared: Arc<Shared>,
     /// For the tickets it hands out.
-    me: KeeperHandle,
+    me: Arc<KeeperHandle>,
     slots: Vec<Slot>,
     free: Vec<usize>,
     /// Slots in the `Parked` state.
@@ -302,7 +301,7 @@ pub(crate) fn start(
         ready,
         new_queue,
         shared,
-        me: handle.clone(),
+        me: Arc::new(handle.clone()),
         slots: Vec::new(),
         free: Vec::new(),
         parked: 0,
@@ -335,9 +334,10 @@ impl Keeper {
             if self.draining && self.shared.drained() {
                 break;
             }
+            self.shared.parked.store(self.parked, Ordering::Relaxed);
             self.shared
-                .parked
-                .store(self.parked, std::sync::atomic::Ordering::Relaxed);
+                .watched
+                .store(self.slots.len() - self.free.len(), Ordering::Relaxed);
             let mut timeout = self
                 .heap
                 .peek()
@@ -484,7 +484,7 @@ impl Keeper {
                     slot,
                     reg,
                     interest,
-                    keeper: self.me.tx.clone(),
+                    keeper: Arc::clone(&self.me),
                 });
                 return self.park(slot, kind, deadline);
             }

@@ -34,6 +34,8 @@ pub(crate) struct Shared {
     pub forced: AtomicU64,
     /// Connections parked with the keeper right now (idle, silent or partial heads).
     pub parked: AtomicUsize,
+    /// Sockets the keeper watches right now: parked ones and those a worker has.
+    pub watched: AtomicUsize,
     /// Connections waiting in the accept queue right now (set by the acceptor and workers).
     pub queued: AtomicUsize,
     /// Workers currently serving a connection (the rest wait for jobs).
@@ -57,6 +59,7 @@ impl Shared {
             timeouts: AtomicU64::new(0),
             forced: AtomicU64::new(0),
             parked: AtomicUsize::new(0),
+            watched: AtomicUsize::new(0),
             queued: AtomicUsize::new(0),
             busy_workers: AtomicUsize::new(0),
             acceptor_done: AtomicBool::new(false),
@@ -82,6 +85,7 @@ impl Shared {
             active: self.busy_workers.load(Ordering::Relaxed),
             queued: self.queued.load(Ordering::Relaxed),
             idle: self.parked.load(Ordering::Relaxed),
+            watched: self.watched.load(Ordering::Relaxed),
             shed: get(&self.shed),
             timeouts: get(&self.timeouts),
             forced: get(&self.forced),
@@ -103,6 +107,9 @@ pub struct Stats {
     pub queued: usize,
     /// Connections parked with the keeper now (idle keep-alive, silent, partial heads).
     pub idle: usize,
+    /// Sockets registered with the keeper now: the idle ones plus keep-alive connections a
+    /// worker is serving (a socket stays registered from its first park until it closes).
+    pub watched: usize,
     /// Connections refused with 503 since start.
     pub shed: u64,
     /// Connections ended by a deadline since start.
@@ -115,8 +122,8 @@ impl std::fmt::Display for Stats {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "stats: accepted={} served={} active={} queued={} idle={} shed={} timeouts={} forced={}",
-            self.accepted, self.served, self.active, self.queued, self.idle, self.shed, self.timeouts, self.forced
+            "stats: accepted={} served={} active={} queued={} idle={} watched={} shed={} timeouts={} forced={}",
+            self.accepted, self.served, self.active, self.queued, self.idle, self.watched, self.shed, self.timeouts, self.forced
         )
     }
 }

@@ -253,3 +253,27 @@ fn idle_timeouts_hold_across_deadline_heap_rebuilds() {
         );
     }
 }
+
+/// A slow reader's socket is watched for writability while its response waits, and must be
+/// watched for readability again afterwards: its next request on the same connection is
+/// answered.
+#[test]
+fn a_slow_reader_sends_its_next_request_on_the_same_connection() {
+    let d = TestDir::new();
+    d.file("a.txt", "aaa\n");
+    d.file("big.bin", vec![7u8; 32 << 20]);
+    let srv = TestServer::start(&d.path);
+    let mut s = srv.connect();
+    for round in 0..2 {
+        s.write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        // Not reading yet: the socket buffers fill and the response parks for writability.
+        std::thread::sleep(Duration::from_millis(300));
+        let r = read_response(&mut s, false).expect("the big response");
+        assert_eq!((r.status, r.body.len()), (200, 32 << 20), "round {round}");
+        s.write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        let r = read_response(&mut s, false).expect("the next response");
+        assert_eq!(r.text(), "aaa\n", "round {round}");
+    }
+}

@@ -69,6 +69,13 @@ fn connect_close_cycles_and_aborted_downloads_leak_nothing() {
     while open_fds() > baseline && t.elapsed() < Duration::from_secs(6) {
         std::thread::sleep(Duration::from_millis(20));
     }
+    // Every socket left the keeper's slots too (a slot lives from a socket's first park to its
+    // close, whatever closed it: the client, a timeout, an abort mid-download).
+    let stats = || srv.running.as_ref().unwrap().handle().stats();
+    while stats().watched > 0 && t.elapsed() < Duration::from_secs(8) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(stats().watched, 0, "keeper slots still taken: {}", stats());
     let grown = rss_kib().saturating_sub(rss_before);
     assert!(grown < 16 * 1024, "resident memory grew by {grown} KiB");
     assert!(
