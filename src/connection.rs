@@ -24,7 +24,7 @@ use std::time::{Instant, SystemTime};
 
 use crate::access;
 use crate::body::BodyDiscarder;
-use crate::cache::{self, Cached, CachedRep, FileCache};
+use crate::cache::{self, Cached, CachedRep, FileCache, Lookup};
 use crate::conditional::{self, Plan, Preconditions};
 use crate::config::{Limits, MAX_DISCARD_BODY};
 use crate::encoding::{self, Coding};
@@ -886,8 +886,10 @@ fn respond(conn: &Conn, head: &RequestHead, keep: bool, shared: &Shared) -> io::
     if is_health_probe(head, shared) {
         return Ok(send_health(head, keep, shared));
     }
-    if let Some(entry) = shared.cache.get(&head.path) {
-        return send_cached(conn, head, entry, keep);
+    match shared.cache.lookup(&head.path) {
+        Lookup::File(entry) => return send_cached(conn, head, entry, keep),
+        Lookup::Missing => return send_not_found(conn, head, keep, shared),
+        Lookup::Unknown => {}
     }
     let opts = ResolveOptions {
         hidden: shared.config.hidden,
@@ -916,7 +918,10 @@ fn respond(conn: &Conn, head: &RequestHead, keep: bool, shared: &Shared) -> io::
             );
             Ok((status, out, keep))
         }
-        Err(HttpError::NotFound) => send_not_found(conn, head, keep, shared),
+        Err(HttpError::NotFound) => {
+            shared.cache.insert_missing(&head.path);
+            send_not_found(conn, head, keep, shared)
+        }
         Err(e) => Ok(send_error(conn, head, e, keep)),
     }
 }

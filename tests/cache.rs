@@ -157,3 +157,43 @@ fn with_the_cache_off_a_change_is_seen_at_once() {
     d.file("a.txt", "two\n");
     assert_eq!(get(&srv, "/a.txt", "").text(), "two\n");
 }
+
+/// 404s are cached too (no `statx` per 404), for the same interval: a file created at a
+/// missing path is served at most one interval later, and with the cache off at once.
+#[test]
+fn a_file_created_at_a_missing_path_is_served_within_the_interval() {
+    let valid = Duration::from_millis(1500);
+    let d = TestDir::new();
+    let srv = server(&d, valid);
+    assert_eq!(get(&srv, "/new.txt", "").status, 404);
+    let created = Instant::now();
+    d.file("new.txt", "new\n");
+    assert_eq!(
+        get(&srv, "/new.txt", "").status,
+        404,
+        "the not-found answer is remembered for the interval"
+    );
+    loop {
+        let r = get(&srv, "/new.txt", "");
+        if r.status == 200 {
+            assert_eq!(r.text(), "new\n");
+            break;
+        }
+        assert!(
+            created.elapsed() < valid + Duration::from_secs(1),
+            "still 404 after {:?}",
+            created.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let d = TestDir::new();
+    let srv = server(&d, Duration::ZERO);
+    assert_eq!(get(&srv, "/new.txt", "").status, 404);
+    d.file("new.txt", "new\n");
+    assert_eq!(
+        get(&srv, "/new.txt", "").status,
+        200,
+        "no cache: seen at once"
+    );
+}

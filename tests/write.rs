@@ -89,6 +89,8 @@ fn put_creates_then_replaces_and_get_sees_it() {
     let r = srv.request("OPTIONS /x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
     assert_eq!(r.header("Allow"), Some("GET, HEAD, OPTIONS, PUT, DELETE"));
 
+    // A 404 is remembered by the cache; the PUT must make it forget.
+    assert_eq!(srv.get("/new.txt").status, 404);
     let r = put(&srv, "/new.txt", "", b"first body\n");
     assert_eq!(r.status, 201);
     assert_eq!(srv.get("/new.txt").text(), "first body\n");
