@@ -33,7 +33,7 @@ use crate::keeper::{Lingering, Ticket};
 use crate::outgoing::{Outgoing, Sent, TURN_BUDGET};
 use crate::request::{self, BodyFraming, Method, Parse, RequestHead, Version};
 use crate::resolve::{self, ResolveOptions, Resolved};
-use crate::response::{self, Head, Status, ALLOW, ALLOW_WRITE};
+use crate::response::{self, Head, HttpDate, Status, ALLOW, ALLOW_WRITE};
 use crate::state::{OpenGuard, Shared};
 use crate::upload::{Commit, Upload};
 
@@ -782,7 +782,7 @@ fn answer_put(conn: &mut Conn, state: PutAnswer, result: Result<bool, HttpError>
             };
             let mut h = Head::new(status);
             if created {
-                h.header("Content-Length", 0);
+                h.header("Content-Length", 0u64);
             }
             connection_header(&mut h, state.version, keep);
             (status, no_body(h), keep)
@@ -1177,7 +1177,7 @@ fn send_chosen(conn: &Conn, head: &RequestHead, c: Chosen, keep: bool) -> io::Re
     let mut out = Head::new(status);
     out.header("ETag", &c.etag);
     if let Some(modified) = c.modified {
-        out.header("Last-Modified", crate::http_date::format(modified));
+        out.header("Last-Modified", HttpDate(modified));
     }
     for (name, value) in vary {
         out.header(name, value);

@@ -121,7 +121,6 @@ impl Status {
 }
 
 use std::fmt::Write as _;
-use std::io::Write;
 
 /// The `Server` header value.
 pub const SERVER: &str = concat!("poolserve/", env!("CARGO_PKG_VERSION"));
@@ -143,30 +142,92 @@ Content-Length: 31\r\n\
 server busy, retry in a second\n";
 
 /// A response head under construction. Always starts with the status line, `Date` and
-/// `Server`; [`Head::finish`] adds the blank line.
+/// `Server`; [`Head::finish`] adds the blank line. Built with plain byte copies, not the
+/// `fmt` machinery: a head is built for every response (issue 7).
 #[derive(Debug)]
 pub struct Head {
     buf: Vec<u8>,
+}
+
+/// A header value we produced: text, a number, or an HTTP date.
+pub trait HeaderValue {
+    /// Appends the value's bytes.
+    fn put(&self, out: &mut Vec<u8>);
+}
+
+impl HeaderValue for str {
+    fn put(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.as_bytes());
+    }
+}
+
+impl HeaderValue for String {
+    fn put(&self, out: &mut Vec<u8>) {
+        self.as_str().put(out);
+    }
+}
+
+impl<T: HeaderValue + ?Sized> HeaderValue for &T {
+    fn put(&self, out: &mut Vec<u8>) {
+        (**self).put(out);
+    }
+}
+
+impl HeaderValue for u64 {
+    fn put(&self, out: &mut Vec<u8>) {
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        let mut n = *self;
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        out.extend_from_slice(&digits[at..]);
+    }
+}
+
+impl HeaderValue for usize {
+    fn put(&self, out: &mut Vec<u8>) {
+        (*self as u64).put(out);
+    }
+}
+
+/// A time as an HTTP date (IMF-fixdate), rendered straight into the head.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpDate(pub std::time::SystemTime);
+
+impl HeaderValue for HttpDate {
+    fn put(&self, out: &mut Vec<u8>) {
+        crate::http_date::format_into(self.0, out);
+    }
 }
 
 impl Head {
     /// Starts a head; we always answer as HTTP/1.1, our highest version (RFC 9110 §2.5).
     pub fn new(status: Status) -> Head {
         let mut buf = Vec::with_capacity(512);
-        let _ = write!(
-            buf,
-            "HTTP/1.1 {} {}\r\nServer: {SERVER}\r\nDate: ",
-            status.code(),
-            status.reason()
-        );
+        buf.extend_from_slice(b"HTTP/1.1 ");
+        (status.code() as u64).put(&mut buf);
+        buf.push(b' ');
+        buf.extend_from_slice(status.reason().as_bytes());
+        buf.extend_from_slice(b"\r\nServer: ");
+        buf.extend_from_slice(SERVER.as_bytes());
+        buf.extend_from_slice(b"\r\nDate: ");
         crate::http_date::now_into(&mut buf);
         buf.extend_from_slice(b"\r\n");
         Head { buf }
     }
 
     /// Adds one field. Values come from us, never unchecked from the client.
-    pub fn header(&mut self, name: &str, value: impl std::fmt::Display) -> &mut Head {
-        let _ = write!(self.buf, "{name}: {value}\r\n");
+    pub fn header(&mut self, name: &str, value: impl HeaderValue) -> &mut Head {
+        self.buf.extend_from_slice(name.as_bytes());
+        self.buf.extend_from_slice(b": ");
+        value.put(&mut self.buf);
+        self.buf.extend_from_slice(b"\r\n");
         self
     }
 
@@ -190,6 +251,16 @@ pub fn status_page(status: Status) -> String {
     page
 }
 
+/// [`status_page`] for the status the error path sends most, rendered once.
+fn cached_page(status: Status) -> std::borrow::Cow<'static, str> {
+    static NOT_FOUND: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    if status == Status::NotFound {
+        std::borrow::Cow::Borrowed(NOT_FOUND.get_or_init(|| status_page(Status::NotFound)))
+    } else {
+        std::borrow::Cow::Owned(status_page(status))
+    }
+}
+
 /// A complete response for a status with the generated HTML page as body (`head_only` for
 /// HEAD: same headers, no body). `connection` is the `Connection` value to send, if any;
 /// `extra` adds fields such as `Allow` or `Location`. Returns the bytes and the body length
@@ -200,7 +271,7 @@ pub fn status_response(
     connection: Option<&str>,
     extra: &[(&str, &str)],
 ) -> (Vec<u8>, u64) {
-    let page = status_page(status);
+    let page = cached_page(status);
     let mut head = Head::new(status);
     head.header("Content-Type", "text/html; charset=utf-8")
         .header("Content-Length", page.len());
