@@ -27,8 +27,9 @@
 //! (choosing a precompressed sidecar), [`mime`], [`http_date`], [`access`] (access-log
 //! lines), [`config`] (limits, CLI and environment). Files: `cache` (small-file cache) and
 //! `upload` (atomic PUT). Sockets: `connection` (one connection while a worker holds it),
-//! `outgoing` (resumable responses) and `keeper` (parked connections). Threads: `server`
-//! (acceptor, drain), `pool` (workers), `keeper` and [`shutdown`]. Errors: [`error`], where
+//! `outgoing` (resumable responses) and `keeper` (parked connections; a socket stays
+//! registered from its first park to its close). Threads: `server` (acceptor, drain), `pool`
+//! (workers, and the rule for how many of them to wake), `keeper` and [`shutdown`]. Errors: [`error`], where
 //! one `match` maps request errors to statuses. Wire format: [`response`].
 //!
 //! # Embedding
