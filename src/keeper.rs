@@ -714,3 +714,18 @@ impl Keeper {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The README's memory figures: a parked connection's keeper slot (the connection
+    /// itself, whose read buffer is freed while it waits, and its deadline).
+    #[test]
+    fn a_parked_connection_costs_a_few_hundred_bytes() {
+        let slot = std::mem::size_of::<Slot>();
+        let conn = std::mem::size_of::<Conn>();
+        eprintln!("slot {slot} bytes, conn {conn} bytes");
+        assert!(slot <= 256, "a keeper slot is {slot} bytes");
+    }
+}
