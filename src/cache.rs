@@ -110,6 +110,10 @@ struct Inner {
 pub struct FileCache {
     valid: Duration,
     inner: RwLock<Inner>,
+    /// Bumped by every [`FileCache::clear`]. A request reads it before it resolves a path and
+    /// stores what it found only if no write cleared the cache meanwhile: otherwise a GET
+    /// racing a PUT could store the file's old bytes, or its absence, after the PUT's clear.
+    epoch: std::sync::atomic::AtomicU64,
 }
 
 impl FileCache {
@@ -118,7 +122,13 @@ impl FileCache {
         FileCache {
             valid,
             inner: RwLock::new(Inner::default()),
+            epoch: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// The current epoch: read it before resolving, and pass it to the insert.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Whether the cache is on.
@@ -153,13 +163,17 @@ impl FileCache {
         Lookup::Unknown
     }
 
-    /// Remembers that request path `key` resolved to nothing.
-    pub fn insert_missing(&self, key: &str) {
+    /// Remembers that request path `key` resolved to nothing, unless the cache was cleared
+    /// since `epoch` was read.
+    pub fn insert_missing(&self, key: &str, epoch: u64) {
         if !self.enabled() {
             return;
         }
         let now = Instant::now();
         let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        if self.epoch() != epoch {
+            return;
+        }
         // A file entry for the key is stale now (the file was removed).
         if let Some(old) = inner.map.remove(key) {
             inner.bytes -= old.size();
@@ -185,14 +199,18 @@ impl FileCache {
     }
 
     /// Stores `entry` under `key` (replacing an older one), evicting the oldest entries until
-    /// both bounds hold. An entry larger than the whole budget is not stored.
-    pub fn insert(&self, key: &str, entry: Cached) -> Arc<Cached> {
+    /// both bounds hold. An entry larger than the whole budget is not stored, nor one read
+    /// before a clear (`epoch` is from before the resolve).
+    pub fn insert(&self, key: &str, entry: Cached, epoch: u64) -> Arc<Cached> {
         let entry = Arc::new(entry);
         let size = entry.size();
         if !self.enabled() || size > CACHE_MAX_BYTES {
             return entry;
         }
         let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        if self.epoch() != epoch {
+            return entry;
+        }
         inner.missing.remove(key);
         if let Some(old) = inner.map.remove(key) {
             inner.bytes -= old.size();
@@ -223,6 +241,7 @@ impl FileCache {
     pub fn clear(&self) {
         let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
         *inner = Inner::default();
+        self.epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Entries and body bytes held now.
@@ -253,7 +272,7 @@ mod tests {
     fn fresh_entries_hit_and_stale_ones_miss() {
         let c = FileCache::new(Duration::from_millis(50));
         assert!(c.get("/a").is_none());
-        c.insert("/a", entry(3));
+        c.insert("/a", entry(3), 0);
         assert_eq!(c.get("/a").unwrap().reps[0].bytes.len(), 3);
         std::thread::sleep(Duration::from_millis(60));
         assert!(c.get("/a").is_none(), "older than the interval: revalidate");
@@ -262,7 +281,7 @@ mod tests {
     #[test]
     fn a_zero_interval_turns_the_cache_off() {
         let c = FileCache::new(Duration::ZERO);
-        c.insert("/a", entry(3));
+        c.insert("/a", entry(3), 0);
         assert!(c.get("/a").is_none());
         assert_eq!(c.usage(), (0, 0));
     }
@@ -271,7 +290,7 @@ mod tests {
     fn both_bounds_hold_and_the_oldest_leave_first() {
         let c = FileCache::new(Duration::from_secs(60));
         for i in 0..CACHE_MAX_ENTRIES + 10 {
-            c.insert(&format!("/{i}"), entry(1));
+            c.insert(&format!("/{i}"), entry(1), 0);
         }
         assert_eq!(c.usage().0, CACHE_MAX_ENTRIES);
         assert!(c.get("/0").is_none() && c.get("/9").is_none());
@@ -281,7 +300,7 @@ mod tests {
         let big = INLINE_BODY_MAX as usize;
         let fit = CACHE_MAX_BYTES / big;
         for i in 0..fit + 3 {
-            c.insert(&format!("/{i}"), entry(big));
+            c.insert(&format!("/{i}"), entry(big), 0);
         }
         let (n, bytes) = c.usage();
         assert!(
@@ -295,12 +314,12 @@ mod tests {
     fn not_found_paths_are_remembered_for_the_interval_and_bounded_apart() {
         let c = FileCache::new(Duration::from_millis(50));
         assert!(matches!(c.lookup("/gone"), Lookup::Unknown));
-        c.insert_missing("/gone");
+        c.insert_missing("/gone", 0);
         assert!(matches!(c.lookup("/gone"), Lookup::Missing));
         // A file found there later replaces the memory of its absence.
-        c.insert("/gone", entry(2));
+        c.insert("/gone", entry(2), 0);
         assert!(matches!(c.lookup("/gone"), Lookup::File(_)));
-        c.insert_missing("/x");
+        c.insert_missing("/x", 0);
         std::thread::sleep(Duration::from_millis(60));
         assert!(
             matches!(c.lookup("/x"), Lookup::Unknown),
@@ -309,9 +328,9 @@ mod tests {
 
         // A flood of missing paths keeps its own bound and leaves the files alone.
         let c = FileCache::new(Duration::from_secs(60));
-        c.insert("/hot", entry(1));
+        c.insert("/hot", entry(1), 0);
         for i in 0..10 * CACHE_MAX_MISSING {
-            c.insert_missing(&format!("/m{i}"));
+            c.insert_missing(&format!("/m{i}"), 0);
         }
         assert!(matches!(c.lookup("/hot"), Lookup::File(_)));
         let inner = c.inner.read().unwrap();
@@ -323,6 +342,13 @@ mod tests {
         drop(inner);
         c.clear();
         assert!(matches!(c.lookup("/hot"), Lookup::Unknown));
+        // What was read before a clear is not stored after it.
+        c.insert_missing("/late", 0);
+        c.insert("/late2", entry(1), 0);
+        assert!(matches!(c.lookup("/late"), Lookup::Unknown));
+        assert!(matches!(c.lookup("/late2"), Lookup::Unknown));
+        c.insert_missing("/late", c.epoch());
+        assert!(matches!(c.lookup("/late"), Lookup::Missing));
         assert!(matches!(
             c.lookup(&format!("/m{}", 10 * CACHE_MAX_MISSING - 1)),
             Lookup::Unknown
@@ -333,12 +359,12 @@ mod tests {
     fn refreshing_a_key_keeps_the_accounting_exact() {
         let c = FileCache::new(Duration::from_secs(60));
         for len in [10, 20, 5] {
-            c.insert("/a", entry(len));
+            c.insert("/a", entry(len), 0);
         }
         assert_eq!(c.usage(), (1, 5));
         for i in 0..3 * CACHE_MAX_ENTRIES {
-            c.insert("/hot", entry(1));
-            c.insert(&format!("/cold{}", i % 4), entry(1));
+            c.insert("/hot", entry(1), 0);
+            c.insert(&format!("/cold{}", i % 4), entry(1), 0);
         }
         assert_eq!(c.usage(), (6, 5 + 5));
         let inner = c.inner.read().unwrap();

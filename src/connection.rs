@@ -886,6 +886,8 @@ fn respond(conn: &Conn, head: &RequestHead, keep: bool, shared: &Shared) -> io::
     if is_health_probe(head, shared) {
         return Ok(send_health(head, keep, shared));
     }
+    // Before the lookup and the resolve: see `FileCache::epoch`.
+    let epoch = shared.cache.epoch();
     match shared.cache.lookup(&head.path) {
         Lookup::File(entry) => return send_cached(conn, head, entry, keep),
         Lookup::Missing => return send_not_found(conn, head, keep, shared),
@@ -906,7 +908,7 @@ fn respond(conn: &Conn, head: &RequestHead, keep: bool, shared: &Shared) -> io::
             file,
             &shared.config.root,
             keep,
-            Some(&shared.cache),
+            Some((&shared.cache, epoch)),
         ),
         Ok(Resolved::Redirect(location)) => {
             let status = Status::MovedPermanently;
@@ -919,7 +921,7 @@ fn respond(conn: &Conn, head: &RequestHead, keep: bool, shared: &Shared) -> io::
             Ok((status, out, keep))
         }
         Err(HttpError::NotFound) => {
-            shared.cache.insert_missing(&head.path);
+            shared.cache.insert_missing(&head.path, epoch);
             send_not_found(conn, head, keep, shared)
         }
         Err(e) => Ok(send_error(conn, head, e, keep)),
@@ -1027,13 +1029,13 @@ fn send_file(
     file: resolve::FileInfo,
     root: &Path,
     keep: bool,
-    cache: Option<&FileCache>,
+    cache: Option<(&FileCache, u64)>,
 ) -> io::Result<Reply> {
     let content_type = crate::mime::content_type(&file.path);
     let available = resolve::variants(&file);
-    if let Some(cache) = cache.filter(|c| c.enabled() && cache::cacheable(file.len)) {
+    if let Some((cache, epoch)) = cache.filter(|(c, _)| c.enabled() && cache::cacheable(file.len)) {
         if let Some(entry) = load(root, &file, &available, content_type)? {
-            let entry = cache.insert(&head.path, entry);
+            let entry = cache.insert(&head.path, entry, epoch);
             return send_cached(conn, head, entry, keep);
         }
     }

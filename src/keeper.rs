@@ -97,6 +97,9 @@ pub(crate) struct Ticket {
     reg: u32,
     /// What the socket is registered for.
     interest: Interest,
+    /// Set by the keeper when the socket reported readiness while a worker had it: that edge
+    /// is spent, so the next park must wake the keeper (see [`KeeperHandle::park`]).
+    readied: Arc<AtomicBool>,
     keeper: Arc<KeeperHandle>,
 }
 
@@ -141,7 +144,8 @@ impl KeeperHandle {
         }
     }
 
-    fn wake_if_sleeping(&self) {
+    /// Wakes the keeper if it sleeps (it then runs its stall check on the ready queue).
+    pub fn wake_if_sleeping(&self) {
         if self.sleeping.swap(false, Ordering::SeqCst) {
             if let Err(e) = self.waker.wake() {
                 log::error!("cannot wake the keeper: {e}");
@@ -149,10 +153,11 @@ impl KeeperHandle {
         }
     }
 
-    /// Parks a connection. One that is already registered for what it now waits for, and
-    /// whose deadline is not before the keeper's next wake-up, is handed over without waking
-    /// the keeper: its socket reports readiness to the keeper by itself, and the parcel is
-    /// read on that wake-up at the latest (a wake-up per keep-alive request was 6% of the
+    /// Parks a connection. One that is already registered for what it now waits for, whose
+    /// socket has not reported readiness while a worker had it, and whose deadline is not
+    /// before the keeper's next wake-up, is handed over without waking the keeper: its socket
+    /// reports readiness to the keeper by itself, and the parcel is read on that wake-up at
+    /// the latest (a wake-up per keep-alive request was 6% of the
     /// server's CPU on one core). Anything else (a first park, a change of interest, an
     /// earlier deadline, a drain) wakes it as [`KeeperHandle::send`] does.
     pub fn park(&self, conn: Conn, limits: &Limits, draining: bool) {
@@ -162,14 +167,18 @@ impl KeeperHandle {
             Interest::READABLE
         };
         let registered = conn.ticket().is_some_and(|t| t.interest == wanted);
+        let readied = conn.ticket().map(|t| Arc::clone(&t.readied));
         let deadline = self.nanos(conn.deadline(limits));
         if self.tx.send(Parcel::Wait(conn)).is_err() {
             return;
         }
         // Pairs with the fence in `Keeper::run` after it publishes `wake_at`: either the
         // keeper sees this parcel before it blocks, or we see the `wake_at` of that sleep.
+        // Likewise for `readied`: the keeper sets it while handling events, before it drains
+        // the parcels; so either we see it set, or the keeper drains this parcel afterwards.
         fence(Ordering::SeqCst);
-        if !registered || draining || deadline < self.wake_at.load(Ordering::SeqCst) {
+        let readied = readied.is_some_and(|r| r.load(Ordering::SeqCst));
+        if !registered || readied || draining || deadline < self.wake_at.load(Ordering::SeqCst) {
             self.wake_if_sleeping();
         }
     }
@@ -249,6 +258,8 @@ struct Slot {
     /// What the socket is registered for.
     interest: Interest,
     state: State,
+    /// Shared with the connection's ticket: readiness reported while it was out.
+    readied: Arc<AtomicBool>,
 }
 
 fn token(slot: usize, reg: u32) -> Token {
@@ -330,6 +341,7 @@ impl Keeper {
             let queued = self.ready.check_stall(&mut progress, now);
             if self.shared.shutdown.is_triggered() && !self.draining {
                 self.begin_drain();
+                self.ready.wake(); // idle connections with bytes pending went to the workers
             }
             if self.draining && self.shared.drained() {
                 break;
@@ -435,6 +447,7 @@ impl Keeper {
                     log::error!("keeper: a connection came back to a slot not out, closing it");
                     return;
                 };
+                s.readied.store(false, Ordering::SeqCst);
                 if s.interest != interest {
                     // EPOLL_CTL_MOD reports current readiness: an old flag is moot.
                     s.interest = interest;
@@ -465,6 +478,7 @@ impl Keeper {
                         reg: 0,
                         interest,
                         state: State::Free,
+                        readied: Arc::new(AtomicBool::new(false)),
                     });
                     self.slots.len() - 1
                 });
@@ -479,11 +493,16 @@ impl Keeper {
                     self.free.push(slot);
                     return;
                 }
+                // A fresh flag per registration: the previous one may still be held by the
+                // previous connection's ticket until its `Gone` is read.
+                let readied = Arc::new(AtomicBool::new(false));
                 self.slots[slot].interest = interest;
+                self.slots[slot].readied = Arc::clone(&readied);
                 kind.set_ticket(Ticket {
                     slot,
                     reg,
                     interest,
+                    readied,
                     keeper: Arc::clone(&self.me),
                 });
                 return self.park(slot, kind, deadline);
@@ -584,7 +603,10 @@ impl Keeper {
         };
         match &mut s.state {
             State::Free => {}
-            State::Out { ready } => *ready = true,
+            State::Out { ready } => {
+                *ready = true;
+                s.readied.store(true, Ordering::SeqCst);
+            }
             State::Parked(Entry {
                 kind: Kind::Wait(_),
                 ..

@@ -222,6 +222,9 @@ fn work(shared: &Shared, q: &Queues, serve: ServeFn) {
             Ok(Next::Requeue(conn)) => {
                 q.ready.push(Job::Serve(conn));
                 q.ready.wake();
+                // If the workers that count as awake all get stuck, only the keeper's stall
+                // check rescues this job, and the keeper may be asleep until a far deadline.
+                q.keeper.wake_if_sleeping();
                 yielded = true;
             }
             Ok(Next::Linger(linger)) => q.keeper.send(Parcel::Linger(linger)),

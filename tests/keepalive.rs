@@ -277,3 +277,50 @@ fn a_slow_reader_sends_its_next_request_on_the_same_connection() {
         assert_eq!(r.text(), "aaa\n", "round {round}");
     }
 }
+
+/// Regression (review): bytes that arrive while a worker has a registered connection are
+/// reported to the keeper then, and that edge is spent; the connection's next park must
+/// wake the keeper, or the request waits for some unrelated deadline.
+#[test]
+fn bytes_that_arrive_while_a_worker_has_the_connection_are_answered_promptly() {
+    let d = TestDir::new();
+    d.file("held.txt", "held\n");
+    d.file("a.txt", "aaa\n");
+    let gate = poolserve::HoldGate::new("/held.txt");
+    let mut c = support::config(&d.path);
+    c.hold = Some(gate.clone());
+    c.limits.keep_alive_timeout = Duration::from_secs(30);
+    let srv = TestServer::with_config(c);
+
+    let mut s = srv.connect();
+    // Request 1: the connection parks (registered for reads).
+    s.write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut s, false).unwrap().status, 200);
+    std::thread::sleep(Duration::from_millis(50));
+    // Request 2 holds its worker; request 3 arrives meanwhile.
+    s.write_all(b"GET /held.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let t = Instant::now();
+    while gate.held() < 1 {
+        assert!(
+            t.elapsed() < support::IO_TIMEOUT,
+            "no worker reached the gate"
+        );
+        std::thread::yield_now();
+    }
+    s.write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100)); // the keeper sees it and sleeps again
+    gate.release();
+    assert_eq!(read_response(&mut s, false).unwrap().status, 200);
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let t = Instant::now();
+    let r = read_response(&mut s, false);
+    let waited = t.elapsed();
+    assert_eq!(r.map(|r| r.status), Some(200), "request 3 after {waited:?}");
+    assert!(
+        waited < Duration::from_secs(1),
+        "request 3 waited {waited:?}"
+    );
+}
