@@ -15,7 +15,14 @@
 //! `EPOLL_CTL_ADD` does). So bytes that arrive between the worker's last read and the park
 //! are never missed. The poll timeout is the next deadline: no spinning, no CPU while idle.
 //!
-//! Ready → the connection goes back to the workers on the ready channel (which workers
+//! Because the registration stays, most parks need not wake the keeper at all
+//! ([`KeeperHandle::park`]): the socket will report its next bytes itself, and the parcel is
+//! read on that wake-up. A park wakes the keeper when it needs a registration or an interest
+//! change, when its deadline comes before the keeper's next wake-up, during a drain, and when
+//! the socket already reported readiness while a worker had it (that edge is spent; the
+//! ticket's `readied` flag says so).
+//!
+//! Ready → the connection goes back to the workers through the ready queue (which workers
 //! prefer over new connections, and which is never answered 503). Deadline → 408 for a partial
 //! head, a quiet close for an idle or fresh one, an abandoned response for a write stalled
 //! longer than the write timeout. Lingering closes (after a final response)

@@ -16,6 +16,12 @@
 //! that is awake but stuck (a slow disk, a test's `HoldGate`) would hold the queue up under
 //! that rule, so the keeper also watches progress: when jobs have waited [`STALL_AFTER`] with
 //! none taken, it rings one more worker, and again after each further stall.
+//!
+//! New connections still wake a worker each, through the accept queue that sleeping workers
+//! also `select!` on: routing them through the doorbell (one ring per accept batch) measured
+//! worse for `Connection: close` traffic (46-51 against 40-43 µs per connection, and a p99
+//! twice as long), because one awake worker then also takes every fresh connection whose
+//! request has not arrived yet.
 
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{fence, AtomicU64, AtomicUsize, Ordering};
