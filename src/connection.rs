@@ -1246,13 +1246,9 @@ fn body_range(
     match body {
         Source::File(file) => Outgoing::file(head, file, start, len, head_only),
         Source::Memory(entry, i) => {
-            let mut bytes = head;
-            let head_len = bytes.len();
-            if !head_only {
-                let from = start as usize;
-                bytes.extend_from_slice(&entry.reps[i].bytes[from..from + len as usize]);
-            }
-            Ok(Outgoing::bytes(bytes, head_len))
+            let from = start as usize;
+            let to = if head_only { from } else { from + len as usize };
+            Ok(Outgoing::shared(head, entry, i, from, to))
         }
     }
 }

@@ -19,10 +19,13 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, IoSlice, Read, Seek, SeekFrom, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::FileExt;
 
+use std::sync::Arc;
+
+use crate::cache::Cached;
 use crate::conditional::MultipartLayout;
 
 /// Files up to this size are read into the response buffer and sent with the head in one
@@ -61,6 +64,13 @@ pub enum Sent {
 enum Part {
     /// Bytes in memory, the first `pos` already written.
     Bytes { buf: Vec<u8>, pos: usize },
+    /// `data[start..end]` of a cached representation, not yet written.
+    Shared {
+        data: Arc<Cached>,
+        rep: usize,
+        start: usize,
+        end: usize,
+    },
     /// `len` bytes of the file from `offset`.
     File { offset: u64, len: u64 },
 }
@@ -80,6 +90,34 @@ impl Outgoing {
         Outgoing {
             head_len: head_len as u64,
             parts: VecDeque::from([Part::Bytes { buf, pos: 0 }]),
+            file: None,
+            written: 0,
+        }
+    }
+
+    /// `head` then the cached representation's bytes `start..end`, without copying them:
+    /// both go out in one vectored write.
+    pub fn shared(
+        head: Vec<u8>,
+        data: Arc<Cached>,
+        rep: usize,
+        start: usize,
+        end: usize,
+    ) -> Outgoing {
+        let head_len = head.len();
+        let mut parts = VecDeque::with_capacity(2);
+        parts.push_back(Part::Bytes { buf: head, pos: 0 });
+        if start < end {
+            parts.push_back(Part::Shared {
+                data,
+                rep,
+                start,
+                end,
+            });
+        }
+        Outgoing {
+            head_len: head_len as u64,
+            parts,
             file: None,
             written: 0,
         }
@@ -151,11 +189,39 @@ impl Outgoing {
     /// the promised Content-Length cannot be kept).
     pub fn pump(&mut self, stream: &mut TcpStream, budget: u64) -> io::Result<Sent> {
         let mut spent = 0u64;
-        while let Some(part) = self.parts.front_mut() {
+        while !self.parts.is_empty() {
             if spent >= budget {
                 return Ok(Sent::Budget);
             }
+            if let Some(n) = self.write_head_and_shared(stream)? {
+                // Both parts went out (or some of them) in one call.
+                spent += n;
+                self.written += n;
+                if self.parts.is_empty() {
+                    break;
+                }
+                if n == 0 {
+                    return Ok(Sent::Blocked);
+                }
+                continue;
+            }
+            let Some(part) = self.parts.front_mut() else {
+                break;
+            };
             let step = match part {
+                Part::Shared {
+                    data,
+                    rep,
+                    start,
+                    end,
+                } => match stream.write(&data.reps[*rep].bytes[*start..*end]) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => {
+                        *start += n;
+                        (n as u64, *start == *end)
+                    }
+                    Err(e) => (0, would_block(e)?),
+                },
                 Part::Bytes { buf, pos } if *pos == buf.len() => (0, true),
                 Part::Bytes { buf, pos } => match stream.write(&buf[*pos..]) {
                     Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -189,6 +255,51 @@ impl Outgoing {
             }
         }
         Ok(Sent::Done)
+    }
+}
+
+impl Outgoing {
+    /// When the first two parts are bytes and a cached body, writes both with one
+    /// `write_vectored` and advances them; `None` when the parts are any other shape.
+    fn write_head_and_shared(&mut self, stream: &mut TcpStream) -> io::Result<Option<u64>> {
+        let (
+            Some(Part::Bytes { buf, pos }),
+            Some(Part::Shared {
+                data,
+                rep,
+                start,
+                end,
+            }),
+        ) = (self.parts.front(), self.parts.get(1))
+        else {
+            return Ok(None);
+        };
+        let head = &buf[*pos..];
+        let body = &data.reps[*rep].bytes[*start..*end];
+        let n = match stream.write_vectored(&[IoSlice::new(head), IoSlice::new(body)]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => n,
+            Err(e) => {
+                would_block(e)?;
+                return Ok(Some(0));
+            }
+        };
+        let (head_left, body_left) = (head.len(), body.len());
+        let from_head = n.min(head_left);
+        let from_body = n - from_head;
+        if let Some(Part::Bytes { pos, .. }) = self.parts.front_mut() {
+            *pos += from_head;
+        }
+        if let Some(Part::Shared { start, .. }) = self.parts.get_mut(1) {
+            *start += from_body;
+        }
+        if from_head == head_left {
+            self.parts.pop_front();
+            if from_body == body_left {
+                self.parts.pop_front();
+            }
+        }
+        Ok(Some(n as u64))
     }
 }
 

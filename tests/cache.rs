@@ -197,3 +197,40 @@ fn a_file_created_at_a_missing_path_is_served_within_the_interval() {
         "no cache: seen at once"
     );
 }
+
+/// Cached bodies go out in one vectored write with their head; when the socket takes only
+/// part of it (a client that pipelines and does not read), the rest must follow byte-exact.
+#[test]
+fn cached_bodies_survive_partial_writes() {
+    use std::io::{Read, Write};
+    let d = TestDir::new();
+    let body: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+    d.file("c.bin", &body);
+    let srv = server(&d, Duration::from_secs(30));
+    assert_eq!(get(&srv, "/c.bin", "").body, body, "warms the cache");
+    const N: usize = 600; // 6 MB of answers: far more than the socket buffers hold
+    let mut s = srv.connect();
+    let writer = {
+        let mut s = s.try_clone().unwrap();
+        std::thread::spawn(move || {
+            for _ in 0..N {
+                s.write_all(b"GET /c.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+                    .unwrap();
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300)); // let the server's socket fill up
+    for i in 0..N {
+        let r = support::read_response(&mut s, false).expect("a response");
+        assert_eq!(r.status, 200, "response {i}");
+        assert!(r.body == body, "response {i}: body differs");
+    }
+    writer.join().unwrap();
+    let mut rest = [0u8; 1];
+    s.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    assert!(
+        s.read(&mut rest).is_err(),
+        "nothing after the last response"
+    );
+}
