@@ -168,11 +168,7 @@ impl KeeperHandle {
     /// server's CPU on one core). Anything else (a first park, a change of interest, an
     /// earlier deadline, a drain) wakes it as [`KeeperHandle::send`] does.
     pub fn park(&self, conn: Conn, limits: &Limits, draining: bool) {
-        let wanted = if conn.waiting() == Waiting::Write {
-            Interest::WRITABLE
-        } else {
-            Interest::READABLE
-        };
+        let wanted = interest_for(&conn);
         let registered = conn.ticket().is_some_and(|t| t.interest == wanted);
         let readied = conn.ticket().map(|t| Arc::clone(&t.readied));
         let deadline = self.nanos(conn.deadline(limits));
@@ -235,9 +231,19 @@ impl Kind {
 
     fn interest(&self) -> Interest {
         match self {
-            Kind::Wait(conn) if conn.waiting() == Waiting::Write => Interest::WRITABLE,
-            _ => Interest::READABLE,
+            Kind::Wait(conn) => interest_for(conn),
+            Kind::Linger { .. } => Interest::READABLE,
         }
+    }
+}
+
+/// What a parked connection's socket is watched for: writability for a response the client
+/// stopped taking, readability otherwise.
+fn interest_for(conn: &Conn) -> Interest {
+    if conn.waiting() == Waiting::Write {
+        Interest::WRITABLE
+    } else {
+        Interest::READABLE
     }
 }
 
@@ -252,10 +258,9 @@ struct Entry {
 #[allow(clippy::large_enum_variant)]
 enum State {
     Free,
-    /// With a worker (or in the ready queue); `ready`: readiness was reported meanwhile.
-    Out {
-        ready: bool,
-    },
+    /// With a worker (or in the ready queue). Readiness reported meanwhile is recorded in
+    /// the slot's `readied` flag.
+    Out,
     Parked(Entry),
 }
 
@@ -271,6 +276,11 @@ struct Slot {
 
 fn token(slot: usize, reg: u32) -> Token {
     Token((reg as usize) << 32 | slot)
+}
+
+/// The `(slot, reg)` of a slot's token.
+fn untoken(t: Token) -> (usize, u32) {
+    (t.0 & 0xffff_ffff, (t.0 >> 32) as u32)
 }
 
 struct Keeper {
@@ -366,8 +376,6 @@ impl Keeper {
             }
             if queued {
                 timeout = Some(timeout.map_or(STALL_AFTER, |t| t.min(STALL_AFTER)));
-            }
-            if queued {
                 // Jobs wait for the workers: step aside before polling. On a core shared with
                 // them (the bench pins everything to one) the workers then run the queued
                 // jobs first and the next poll collects what arrived meanwhile in one batch,
@@ -395,8 +403,8 @@ impl Keeper {
             }
             for event in events.iter() {
                 if event.token() != WAKE {
-                    let t = event.token().0;
-                    self.on_ready(t & 0xffff_ffff, (t >> 32) as u32);
+                    let (slot, reg) = untoken(event.token());
+                    self.on_ready(slot, reg);
                 }
             }
             while let Ok(parcel) = self.rx.try_recv() {
@@ -416,7 +424,7 @@ impl Keeper {
                 let out = self
                     .slots
                     .get(slot)
-                    .is_some_and(|s| s.reg == reg && matches!(s.state, State::Out { .. }));
+                    .is_some_and(|s| s.reg == reg && matches!(s.state, State::Out));
                 if out {
                     self.free_slot(slot);
                 }
@@ -444,22 +452,22 @@ impl Keeper {
             deadline
         };
         let interest = kind.interest();
-        let slot = match kind.ticket().map(|t| (t.slot, t.reg)) {
+        let (slot, ready) = match kind.ticket().map(|t| (t.slot, t.reg)) {
             Some((slot, reg)) => {
                 let Some(s) = self.slots.get_mut(slot).filter(|s| s.reg == reg) else {
                     log::error!("keeper: a connection came back with a stale ticket, closing it");
                     return;
                 };
-                let State::Out { ready } = s.state else {
+                if !matches!(s.state, State::Out) {
                     log::error!("keeper: a connection came back to a slot not out, closing it");
                     return;
-                };
-                s.readied.store(false, Ordering::SeqCst);
+                }
+                let mut ready = s.readied.swap(false, Ordering::SeqCst);
                 if s.interest != interest {
                     // EPOLL_CTL_MOD reports current readiness: an old flag is moot.
+                    ready = false;
                     s.interest = interest;
                     kind.set_interest(interest);
-                    s.state = State::Out { ready: false };
                     let fd = kind.fd();
                     if let Err(e) = self.poll.registry().reregister(
                         &mut SourceFd(&fd),
@@ -472,20 +480,22 @@ impl Keeper {
                 } else if ready {
                     if let Kind::Wait(conn) = kind {
                         // Bytes came while a worker had it: straight back to the workers.
-                        s.state = State::Out { ready: false };
                         self.ready.push(Job::Serve(conn));
                         return;
                     }
                 }
-                slot
+                (slot, ready)
             }
             None => {
+                // A fresh flag per registration: the previous one may still be held by the
+                // previous connection's ticket until its `Gone` is read.
+                let readied = Arc::new(AtomicBool::new(false));
                 let slot = self.free.pop().unwrap_or_else(|| {
                     self.slots.push(Slot {
                         reg: 0,
                         interest,
                         state: State::Free,
-                        readied: Arc::new(AtomicBool::new(false)),
+                        readied: Arc::clone(&readied),
                     });
                     self.slots.len() - 1
                 });
@@ -500,9 +510,6 @@ impl Keeper {
                     self.free.push(slot);
                     return;
                 }
-                // A fresh flag per registration: the previous one may still be held by the
-                // previous connection's ticket until its `Gone` is read.
-                let readied = Arc::new(AtomicBool::new(false));
                 self.slots[slot].interest = interest;
                 self.slots[slot].readied = Arc::clone(&readied);
                 kind.set_ticket(Ticket {
@@ -512,16 +519,17 @@ impl Keeper {
                     readied,
                     keeper: Arc::clone(&self.me),
                 });
-                return self.park(slot, kind, deadline);
+                // EPOLL_CTL_ADD reports a socket that is already ready by itself.
+                (slot, false)
             }
         };
-        self.park(slot, kind, deadline);
+        self.park(slot, kind, deadline, ready);
     }
 
-    /// Puts `kind` into its (out or newly registered) slot with its deadline.
-    fn park(&mut self, slot: usize, kind: Kind, deadline: Instant) {
+    /// Puts `kind` into its (out or newly registered) slot with its deadline; `was_ready`:
+    /// the socket reported readiness while it was out (that edge is spent).
+    fn park(&mut self, slot: usize, kind: Kind, deadline: Instant, was_ready: bool) {
         let lingering = matches!(kind, Kind::Linger { .. });
-        let was_ready = matches!(self.slots[slot].state, State::Out { ready: true });
         self.next_gen += 1;
         let gen = self.next_gen;
         self.heap.push(Reverse((deadline, slot, gen)));
@@ -546,8 +554,7 @@ impl Keeper {
         if !matches!(s.state, State::Parked(_)) {
             return None;
         }
-        let State::Parked(entry) = std::mem::replace(&mut s.state, State::Out { ready: false })
-        else {
+        let State::Parked(entry) = std::mem::replace(&mut s.state, State::Out) else {
             return None;
         };
         self.parked -= 1;
@@ -610,10 +617,7 @@ impl Keeper {
         };
         match &mut s.state {
             State::Free => {}
-            State::Out { ready } => {
-                *ready = true;
-                s.readied.store(true, Ordering::SeqCst);
-            }
+            State::Out => s.readied.store(true, Ordering::SeqCst),
             State::Parked(Entry {
                 kind: Kind::Wait(_),
                 ..
