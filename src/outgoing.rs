@@ -193,121 +193,97 @@ impl Outgoing {
             if spent >= budget {
                 return Ok(Sent::Budget);
             }
-            if let Some(n) = self.write_head_and_shared(stream)? {
-                // Both parts went out (or some of them) in one call.
+            if let Some(Part::File { offset, len }) = self.parts.front_mut() {
+                let file = self.file.as_ref().ok_or(io::ErrorKind::InvalidInput)?;
+                let chunk = (*len).min(budget - spent);
+                let (n, all) = copy_range(file, *offset, chunk, stream)?;
+                *offset += n;
+                *len -= n;
                 spent += n;
                 self.written += n;
-                if self.parts.is_empty() {
-                    break;
-                }
-                if n == 0 {
+                if *len == 0 {
+                    self.parts.pop_front();
+                } else if !all || n == 0 {
+                    // The socket took less than offered: its buffer is full.
                     return Ok(Sent::Blocked);
                 }
                 continue;
             }
-            let Some(part) = self.parts.front_mut() else {
-                break;
-            };
-            let step = match part {
-                Part::Shared {
-                    data,
-                    rep,
-                    start,
-                    end,
-                } => match stream.write(&data.reps[*rep].bytes[*start..*end]) {
-                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                    Ok(n) => {
-                        *start += n;
-                        (n as u64, *start == *end)
-                    }
-                    Err(e) => (0, would_block(e)?),
-                },
-                Part::Bytes { buf, pos } if *pos == buf.len() => (0, true),
-                Part::Bytes { buf, pos } => match stream.write(&buf[*pos..]) {
-                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                    Ok(n) => {
-                        *pos += n;
-                        (n as u64, *pos == buf.len())
-                    }
-                    Err(e) => (0, would_block(e)?),
-                },
-                Part::File { offset, len } => {
-                    let file = self.file.as_ref().ok_or(io::ErrorKind::InvalidInput)?;
-                    let chunk = (*len).min(budget - spent);
-                    let (n, all) = copy_range(file, *offset, chunk, stream)?;
-                    *offset += n;
-                    *len -= n;
-                    if *len > 0 && !all {
-                        // The socket took less than offered: its buffer is full.
-                        self.written += n;
-                        return Ok(Sent::Blocked);
-                    }
-                    (n, *len == 0)
+            let first = self.parts[0].in_memory().unwrap_or(&[]);
+            if first.is_empty() {
+                self.parts.pop_front();
+                continue;
+            }
+            // An in-memory part goes out together with the next one if that is in memory too
+            // (a head and its cached body): one `write_vectored`, no copy.
+            let second = self.parts.get(1).and_then(Part::in_memory).unwrap_or(&[]);
+            let (first_len, second_len) = (first.len(), second.len());
+            let n = match stream.write_vectored(&[IoSlice::new(first), IoSlice::new(second)]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => n,
+                Err(e) => {
+                    would_block(e)?;
+                    return Ok(Sent::Blocked);
                 }
             };
-            let (n, finished) = step;
-            spent += n;
-            self.written += n;
-            if finished {
-                self.parts.pop_front();
-            } else if n == 0 {
-                return Ok(Sent::Blocked);
-            }
+            self.advance_memory(n, first_len, second_len);
+            spent += n as u64;
+            self.written += n as u64;
         }
         Ok(Sent::Done)
     }
+
+    /// Accounts `n` bytes written from the first part (`first_len` unwritten) and then the
+    /// second (`second_len`), dropping the parts that are finished.
+    fn advance_memory(&mut self, n: usize, first_len: usize, second_len: usize) {
+        let from_first = n.min(first_len);
+        if from_first < first_len {
+            self.parts[0].advance(from_first);
+            return;
+        }
+        self.parts.pop_front();
+        let from_second = n - from_first;
+        if from_second == 0 {
+            return;
+        }
+        if from_second == second_len {
+            self.parts.pop_front();
+        } else {
+            self.parts[0].advance(from_second);
+        }
+    }
 }
 
-impl Outgoing {
-    /// When the first two parts are bytes and a cached body, writes both with one
-    /// `write_vectored` and advances them; `None` when the parts are any other shape.
-    fn write_head_and_shared(&mut self, stream: &mut TcpStream) -> io::Result<Option<u64>> {
-        let (
-            Some(Part::Bytes { buf, pos }),
-            Some(Part::Shared {
+impl Part {
+    /// The unwritten bytes of a part held in memory; `None` for a file range.
+    fn in_memory(&self) -> Option<&[u8]> {
+        match self {
+            Part::Bytes { buf, pos } => Some(&buf[*pos..]),
+            Part::Shared {
                 data,
                 rep,
                 start,
                 end,
-            }),
-        ) = (self.parts.front(), self.parts.get(1))
-        else {
-            return Ok(None);
-        };
-        let head = &buf[*pos..];
-        let body = &data.reps[*rep].bytes[*start..*end];
-        let n = match stream.write_vectored(&[IoSlice::new(head), IoSlice::new(body)]) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => n,
-            Err(e) => {
-                would_block(e)?;
-                return Ok(Some(0));
-            }
-        };
-        let (head_left, body_left) = (head.len(), body.len());
-        let from_head = n.min(head_left);
-        let from_body = n - from_head;
-        if let Some(Part::Bytes { pos, .. }) = self.parts.front_mut() {
-            *pos += from_head;
+            } => Some(&data.reps[*rep].bytes[*start..*end]),
+            Part::File { .. } => None,
         }
-        if let Some(Part::Shared { start, .. }) = self.parts.get_mut(1) {
-            *start += from_body;
+    }
+
+    /// Marks `n` more bytes of an in-memory part as written.
+    fn advance(&mut self, n: usize) {
+        match self {
+            Part::Bytes { pos, .. } => *pos += n,
+            Part::Shared { start, .. } => *start += n,
+            Part::File { .. } => {}
         }
-        if from_head == head_left {
-            self.parts.pop_front();
-            if from_body == body_left {
-                self.parts.pop_front();
-            }
-        }
-        Ok(Some(n as u64))
     }
 }
 
-/// `Ok(false)` for "would block" (or an interrupted call, retried by the caller's loop),
+/// `Ok` for "would block" (or an interrupted call: the connection parks and is resumed),
 /// the error otherwise.
-fn would_block(e: io::Error) -> io::Result<bool> {
+fn would_block(e: io::Error) -> io::Result<()> {
     match e.kind() {
-        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(false),
+        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(()),
         _ => Err(e),
     }
 }
@@ -336,7 +312,7 @@ fn copy_range(
         };
         match stream.write(&buf[..got]) {
             Ok(n) => Ok((n as u64, n == got)),
-            Err(e) => would_block(e).map(|_| (0, false)),
+            Err(e) => would_block(e).map(|()| (0, false)),
         }
     })
 }
@@ -351,6 +327,50 @@ mod tests {
     use crate::conditional::{multipart_layout, ByteRange};
     use std::net::TcpListener;
     use std::time::Duration;
+
+    /// The unwritten in-memory bytes, part by part.
+    fn pending(out: &Outgoing) -> Vec<Vec<u8>> {
+        out.parts
+            .iter()
+            .map(|p| p.in_memory().map_or(b"<file>".to_vec(), <[u8]>::to_vec))
+            .collect()
+    }
+
+    #[test]
+    fn a_partial_vectored_write_is_accounted_in_both_parts() {
+        let body = Arc::new(crate::cache::Cached::new(
+            "text/plain",
+            vec![crate::cache::CachedRep {
+                coding: None,
+                bytes: b"0123456789".to_vec(),
+                modified: None,
+                etag: "\"t\"".into(),
+            }],
+        ));
+        // (bytes written, what is left) for a head "head!" and a cached body 2..10.
+        let table: [(usize, &[&[u8]]); 6] = [
+            (0, &[b"head!", b"23456789"]),
+            (3, &[b"d!", b"23456789"]),
+            (5, &[b"23456789"]),
+            (6, &[b"3456789"]),
+            (12, &[b"9"]),
+            (13, &[]),
+        ];
+        for (n, left) in table {
+            let mut out = Outgoing::shared(b"head!".to_vec(), Arc::clone(&body), 0, 2, 10);
+            out.advance_memory(n, 5, 8);
+            assert_eq!(pending(&out), left, "after {n} bytes");
+        }
+        // Two byte parts before a file range (multipart glue): the file part is untouched.
+        let mut out = Outgoing::bytes(b"ab".to_vec(), 2);
+        out.parts.push_back(Part::Bytes {
+            buf: b"cd".to_vec(),
+            pos: 0,
+        });
+        out.parts.push_back(Part::File { offset: 0, len: 1 });
+        out.advance_memory(3, 2, 2);
+        assert_eq!(pending(&out), [b"d".to_vec(), b"<file>".to_vec()]);
+    }
 
     fn pair() -> (TcpStream, TcpStream) {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
