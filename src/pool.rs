@@ -254,10 +254,7 @@ fn work(shared: &Shared, q: &Queues, serve: ServeFn) {
 /// and a long download or pipeline would shut new clients out.
 fn next_conn(q: &Queues, shared: &Shared, new_open: &mut bool, yielded: bool) -> Option<Conn> {
     let take_new = |new_open: &mut bool| match q.new.try_recv() {
-        Ok(conn) => {
-            shared.queued.store(q.new.len(), Ordering::Relaxed);
-            Some(conn)
-        }
+        Ok(conn) => Some(took_new(q, shared, conn)),
         Err(TryRecvError::Disconnected) => {
             *new_open = false;
             None
@@ -286,6 +283,12 @@ fn next_conn(q: &Queues, shared: &Shared, new_open: &mut bool, yielded: bool) ->
     }
 }
 
+/// A connection taken off the accept queue: the queue's gauge follows.
+fn took_new(q: &Queues, shared: &Shared, conn: Conn) -> Conn {
+    shared.queued.store(q.new.len(), Ordering::Relaxed);
+    conn
+}
+
 /// Waits for the doorbell or a new connection. Returns a new connection if that is what came.
 fn sleep(q: &Queues, shared: &Shared, new_open: &mut bool) -> Option<Conn> {
     let ready = &q.ready;
@@ -298,10 +301,7 @@ fn sleep(q: &Queues, shared: &Shared, new_open: &mut bool) -> Option<Conn> {
             select! {
                 recv(ready.bell_rx) -> _ => {}
                 recv(q.new) -> conn => match conn {
-                    Ok(conn) => {
-                        shared.queued.store(q.new.len(), Ordering::Relaxed);
-                        got = Some(conn);
-                    }
+                    Ok(conn) => got = Some(took_new(q, shared, conn)),
                     Err(_) => *new_open = false,
                 },
             }
