@@ -301,14 +301,7 @@ fn bytes_that_arrive_while_a_worker_has_the_connection_are_answered_promptly() {
     // Request 2 holds its worker; request 3 arrives meanwhile.
     s.write_all(b"GET /held.txt HTTP/1.1\r\nHost: t\r\n\r\n")
         .unwrap();
-    let t = Instant::now();
-    while gate.held() < 1 {
-        assert!(
-            t.elapsed() < support::IO_TIMEOUT,
-            "no worker reached the gate"
-        );
-        std::thread::yield_now();
-    }
+    support::wait_until_held(&gate, 1);
     s.write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n")
         .unwrap();
     std::thread::sleep(Duration::from_millis(100)); // the keeper sees it and sleeps again

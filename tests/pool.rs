@@ -8,7 +8,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use poolserve::HoldGate;
-use support::{is_closed, read_response, TestDir, TestServer};
+use support::{is_closed, read_response, wait_until_held, TestDir, TestServer};
 
 /// A one-worker server (queue `queue`) whose only worker is held. No client can hold a worker
 /// any more (slow readers park with the keeper), so client A asks for `/held.txt`, which the
@@ -32,18 +32,6 @@ fn one_held_worker(
         .unwrap();
     wait_until_held(&gate, 1);
     (srv, gate, a)
-}
-
-/// Waits (bounded) until `n` workers stand at the gate.
-fn wait_until_held(gate: &HoldGate, n: usize) {
-    let t = Instant::now();
-    while gate.held() < n {
-        assert!(
-            t.elapsed() < support::IO_TIMEOUT,
-            "no worker reached the gate"
-        );
-        std::thread::yield_now();
-    }
 }
 
 /// With the only worker busy (one worker, queue of one) the third connection overflows the

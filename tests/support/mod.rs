@@ -14,6 +14,15 @@ use poolserve::{Config, Running, Server};
 /// The only guard in tests: no read waits longer than this.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Waits (bounded) until `n` workers stand at the gate.
+pub fn wait_until_held(gate: &poolserve::HoldGate, n: usize) {
+    let t = std::time::Instant::now();
+    while gate.held() < n {
+        assert!(t.elapsed() < IO_TIMEOUT, "no worker reached the gate");
+        std::thread::yield_now();
+    }
+}
+
 static NEXT_DIR: AtomicUsize = AtomicUsize::new(0);
 
 /// A unique directory under the system temp dir, removed on drop.
