@@ -1,7 +1,7 @@
 //! The access log: one line per request on stdout, apart from the diagnostic log (stderr,
 //! `RUST_LOG`), in the NCSA Combined format that log tools and fail2ban read, or as one JSON
 //! object per line. This module formats; `connection.rs` decides what is logged (health
-//! probes are not) and writes the line.
+//! probes are not) and writes the line. The format itself is a setting ([`crate::config::AccessLog`]).
 //!
 //! Every field that comes from the client is escaped, so a request cannot forge a second log
 //! line or break a JSON parser: in Combined, `"` and `\` get a backslash and every byte that
@@ -12,17 +12,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
-/// The access log's format (`--access-log`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Format {
-    /// NCSA Combined plus the request duration in seconds (nginx's `$request_time`).
-    #[default]
-    Combined,
-    /// One JSON object per line.
-    Json,
-    /// No access log.
-    Off,
-}
+use crate::config::AccessLog as Format;
 
 /// One finished (or abandoned) request.
 #[derive(Debug, Clone)]

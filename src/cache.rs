@@ -19,13 +19,23 @@
 //! server's CPU on a stream of 404s (issue 7). A file created at such a path is served at
 //! most one interval later. Not-found paths have their own, smaller bound, so a flood of
 //! random missing paths cannot push the hot files out.
+//!
+//! The configured pages (`--fallback`, `--404`) have a slot each ([`FileCache::page`]), apart
+//! from the request paths and with their own size bound ([`PAGE_MAX_BYTES`]): a single-page
+//! app answers every deep link with its fallback, which would otherwise cost an open, an
+//! `fstat`, a `readlink` and two `stat`s per request. They are revalidated on the same
+//! interval and dropped by the same [`FileCache::clear`].
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::encoding::Coding;
-use crate::outgoing::INLINE_BODY_MAX;
+
+/// Files up to this size are cached, and read into the response buffer and sent with the
+/// head in one `write` when served from disk (see `outgoing.rs`): one system call instead of
+/// two, and one packet for small assets.
+pub const INLINE_BODY_MAX: u64 = 16 * 1024;
 
 /// Most entries kept: a site's hot set of small assets, not its whole tree.
 pub const CACHE_MAX_ENTRIES: usize = 1024;
@@ -33,6 +43,30 @@ pub const CACHE_MAX_ENTRIES: usize = 1024;
 pub const CACHE_MAX_BYTES: usize = 4 * 1024 * 1024;
 /// Most not-found paths remembered (apart from the files; see the module docs).
 pub const CACHE_MAX_MISSING: usize = 256;
+
+/// Most bytes a configured page (`--fallback`, `--404`), each of its sidecars alike, may have
+/// to be kept in memory. Larger than a cached file: a single-page app's `index.html` with
+/// inlined styles is often tens of KiB, and there are only two pages. A larger page is opened
+/// on every use.
+pub const PAGE_MAX_BYTES: u64 = 512 * 1024;
+
+/// A configured page, kept apart from the request paths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Page {
+    /// `--fallback`: the single-page app's entry point, with its sidecars.
+    Fallback,
+    /// `--404`: the not-found page.
+    NotFound,
+}
+
+impl Page {
+    fn slot(self) -> usize {
+        match self {
+            Page::Fallback => 0,
+            Page::NotFound => 1,
+        }
+    }
+}
 
 /// What the cache knows about a request path.
 #[derive(Debug)]
@@ -103,6 +137,8 @@ struct Inner {
     /// Not-found paths and when they were found missing.
     missing: HashMap<String, Instant>,
     missing_order: VecDeque<(String, Instant)>,
+    /// The configured pages, by [`Page::slot`].
+    pages: [Option<Arc<Cached>>; 2],
 }
 
 /// The cache, shared by all workers.
@@ -237,6 +273,32 @@ impl FileCache {
         entry
     }
 
+    /// A configured page, if its copy is younger than the revalidation interval.
+    pub fn page(&self, page: Page) -> Option<Arc<Cached>> {
+        if !self.enabled() {
+            return None;
+        }
+        let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        inner.pages[page.slot()]
+            .as_ref()
+            .filter(|entry| entry.loaded.elapsed() < self.valid)
+            .map(Arc::clone)
+    }
+
+    /// Stores a configured page's copy, unless the cache was cleared since `epoch` was read
+    /// (the caller bounds its size, [`PAGE_MAX_BYTES`]).
+    pub fn insert_page(&self, page: Page, entry: Cached, epoch: u64) -> Arc<Cached> {
+        let entry = Arc::new(entry);
+        if !self.enabled() {
+            return entry;
+        }
+        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        if self.epoch() == epoch {
+            inner.pages[page.slot()] = Some(Arc::clone(&entry));
+        }
+        entry
+    }
+
     /// Forgets everything (after a PUT or DELETE: a file has many request paths).
     pub fn clear(&self) {
         let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
@@ -276,6 +338,48 @@ mod tests {
         assert_eq!(c.get("/a").unwrap().reps[0].bytes.len(), 3);
         std::thread::sleep(Duration::from_millis(60));
         assert!(c.get("/a").is_none(), "older than the interval: revalidate");
+    }
+
+    #[test]
+    fn pages_are_kept_apart_revalidated_and_cleared() {
+        let c = FileCache::new(Duration::from_secs(60));
+        assert!(c.page(Page::Fallback).is_none());
+        c.insert_page(Page::Fallback, entry(5), c.epoch());
+        assert_eq!(c.page(Page::Fallback).unwrap().reps[0].bytes.len(), 5);
+        assert!(c.page(Page::NotFound).is_none(), "one slot per page");
+        assert!(c.get("/").is_none(), "no request path sees a page");
+        assert_eq!(
+            c.usage(),
+            (0, 0),
+            "pages do not count against the file bounds"
+        );
+        let before = c.epoch();
+        c.clear();
+        assert!(
+            c.page(Page::Fallback).is_none(),
+            "a write drops the pages too"
+        );
+        c.insert_page(Page::NotFound, entry(1), before);
+        assert!(
+            c.page(Page::NotFound).is_none(),
+            "read before a clear: not stored"
+        );
+
+        let c = FileCache::new(Duration::from_millis(50));
+        c.insert_page(Page::NotFound, entry(2), c.epoch());
+        assert!(c.page(Page::NotFound).is_some());
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(
+            c.page(Page::NotFound).is_none(),
+            "older than the interval: reload"
+        );
+
+        let off = FileCache::new(Duration::ZERO);
+        off.insert_page(Page::NotFound, entry(2), off.epoch());
+        assert!(
+            off.page(Page::NotFound).is_none(),
+            "cache off: opened every time"
+        );
     }
 
     #[test]

@@ -13,6 +13,18 @@ use std::time::Duration;
 
 use crate::error::ConfigError;
 
+/// The access log's format (`--access-log`); `access.rs` writes the lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AccessLog {
+    /// NCSA Combined plus the request duration in seconds (nginx's `$request_time`).
+    #[default]
+    Combined,
+    /// One JSON object per line.
+    Json,
+    /// No access log.
+    Off,
+}
+
 /// Longest request line we read (RFC 9112 §3 recommends at least 8000 octets); longer: 414.
 pub const MAX_REQUEST_LINE: usize = 8 * 1024;
 /// Largest request head (line plus fields). Bounds the buffer each connection may hold while
@@ -151,7 +163,7 @@ pub struct Config {
     /// Per-connection limits and timeouts.
     pub limits: Limits,
     /// The access log's format (stdout; `Off` for none).
-    pub access_log: crate::access::Format,
+    pub access_log: AccessLog,
     /// How long the small-file cache trusts an entry (zero: no cache). See [`CACHE_VALID`].
     pub cache_valid: Duration,
     /// Accept PUT and DELETE under the root (off: 405 with `Allow`).
@@ -196,7 +208,7 @@ impl Default for Config {
             fallback: None,
             limits: Limits::default(),
             cache_valid: CACHE_VALID,
-            access_log: crate::access::Format::Combined,
+            access_log: AccessLog::Combined,
             allow_write: false,
             max_upload: DEFAULT_MAX_UPLOAD,
             hold: None,
@@ -482,9 +494,9 @@ impl Config {
                 }
                 "--access-log" => {
                     cfg.access_log = match value("--access-log")?.as_str() {
-                        "combined" => crate::access::Format::Combined,
-                        "json" => crate::access::Format::Json,
-                        "off" => crate::access::Format::Off,
+                        "combined" => AccessLog::Combined,
+                        "json" => AccessLog::Json,
+                        "off" => AccessLog::Off,
                         other => {
                             return Err(ConfigError(format!(
                                 "--access-log: {other:?} is not combined, json or off"
@@ -792,7 +804,7 @@ mod tests {
         assert_eq!(c.workers, 3);
         assert!(c.hidden);
         assert_eq!(c.root, PathBuf::from("/srv/www"));
-        assert_eq!(c.access_log, crate::access::Format::Json);
+        assert_eq!(c.access_log, AccessLog::Json);
         assert_eq!(c.limits.max_requests, 7);
         let c = cfg(&[("POOLSERVE_WORKERS", "3")], &["--workers", "5"]);
         assert_eq!(c.workers, 5, "the flag wins");

@@ -54,6 +54,7 @@ pub mod config;
 mod connection;
 pub mod encoding;
 pub mod error;
+mod handler;
 pub mod http_date;
 mod keeper;
 pub mod mime;
@@ -69,7 +70,7 @@ mod state;
 mod testutil;
 mod upload;
 
-pub use config::{CliAction, Config, HoldGate, Limits, Overload};
+pub use config::{AccessLog, CliAction, Config, HoldGate, Limits, Overload};
 pub use error::{ConfigError, Error, HttpError};
 pub use server::{Running, Server, ServerHandle};
 pub use shutdown::Shutdown;

@@ -25,12 +25,8 @@ use std::os::unix::fs::FileExt;
 
 use std::sync::Arc;
 
-use crate::cache::Cached;
+use crate::cache::{Cached, INLINE_BODY_MAX};
 use crate::conditional::MultipartLayout;
-
-/// Files up to this size are read into the response buffer and sent with the head in one
-/// `write`: one syscall instead of a write plus a sendfile, and one packet for small assets.
-pub const INLINE_BODY_MAX: u64 = 16 * 1024;
 
 /// Bytes one worker sends on one connection before it looks whether others wait for a
 /// worker (fairness for large downloads to fast clients; 1 MiB is a few hundred µs of

@@ -223,6 +223,17 @@ pub fn parse(buf: &[u8], resume: &mut usize, limits: &Limits) -> Result<Parse, H
     Ok(Parse::Complete { head, len })
 }
 
+/// RFC 9112 §2.2: when `buf` holds nothing but empty lines (CRLF or LF) before a request,
+/// the bytes they take, so that the connection can drop them and stay idle; a final lone CR
+/// is not counted (it may still become CRLF). `None` once a request line has begun, or when
+/// there are too many of them (the parser answers 400).
+pub fn empty_lines(buf: &[u8]) -> Option<usize> {
+    match skip_empty_lines(buf) {
+        Ok(None) => Some(buf.len() - usize::from(buf.last() == Some(&b'\r'))),
+        _ => None,
+    }
+}
+
 /// RFC 9112 §2.2: skips empty lines (CRLF or LF) before the request line. `None` when the
 /// buffer holds nothing else yet (a final lone CR may still become CRLF).
 fn skip_empty_lines(buf: &[u8]) -> Result<Option<usize>, HttpError> {

@@ -225,12 +225,16 @@ pub fn resolve_write(
     })
 }
 
+/// Prefix of temporary upload files (see `upload.rs`): a dotfile, so never served while
+/// hidden names are refused, and refused by name even with `--hidden`, so a
+/// half-written body is never read; recognizable for clean-up after a crash.
+pub const TEMP_PREFIX: &str = ".poolserve-upload-";
+
 /// Names never served or written: hidden ones (unless `--hidden`), and uploads in progress
 /// (`.poolserve-upload-*`) even with `--hidden`, so a half-written body is never read.
 fn refused_names(segments: &[Vec<u8>], opts: &ResolveOptions) -> bool {
     segments.iter().any(|s| {
-        (!opts.hidden && s.first() == Some(&b'.'))
-            || s.starts_with(crate::upload::TEMP_PREFIX.as_bytes())
+        (!opts.hidden && s.first() == Some(&b'.')) || s.starts_with(TEMP_PREFIX.as_bytes())
     })
 }
 

@@ -1,32 +1,185 @@
-//! One PUT upload on disk (`--allow-write`): the body goes into a temporary file in the
-//! target's own directory, is fsynced, then renamed over the target, so a reader sees the old
-//! file or the new one, never a mix, and a failed or aborted upload leaves the old file as it
-//! was. The temporary file is removed whenever the upload does not commit (its `Drop`).
+//! Writes (`--allow-write`): what PUT and DELETE may do to a file, and one PUT upload on disk.
 //!
-//! The socket side lives in `connection.rs`: it feeds whatever body bytes have arrived and
-//! parks the connection with the keeper in between, so a slow uploader holds no worker.
+//! The decisions: the target follows the GET path rules ([`resolve::resolve_write`]) and is
+//! never the health endpoint; `If-Match`, `If-None-Match` and `If-Unmodified-Since` are
+//! evaluated against the file as it is ([`conditional::write_allowed`]), once when the request
+//! arrives (so a refused upload never sends its body) and again at commit, under the write
+//! lock, against the file the rename replaces.
+//!
+//! The upload: the body goes into a temporary file in the target's own directory, is fsynced,
+//! then renamed over the target, so a reader sees the old file or the new one, never a mix,
+//! and a failed or aborted upload leaves the old file as it was. The temporary file is
+//! removed whenever the upload does not commit (its `Drop`).
+//!
+//! No socket here: `connection.rs` feeds whatever body bytes have arrived and parks the
+//! connection with the keeper in between, so a slow uploader holds no worker; `handler.rs`
+//! words the answers.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::SystemTime;
 
 use crate::body::BodyDiscarder;
+use crate::conditional::{self, Preconditions};
 use crate::error::HttpError;
-use crate::request::BodyFraming;
-use crate::resolve::WriteTarget;
-
-/// Prefix of temporary upload files: a dotfile, so never served (hidden names are 404), and
-/// recognizable for clean-up after a crash.
-pub const TEMP_PREFIX: &str = ".poolserve-upload-";
+use crate::request::{BodyFraming, RequestHead};
+use crate::resolve::{self, ResolveOptions, WriteTarget, TEMP_PREFIX};
+use crate::state::Shared;
 
 /// Mode of uploaded files (before the umask): readable by all, like files a deploy copies.
 const FILE_MODE: u32 = 0o644;
 
 /// Makes temporary names unique within the process (the pid makes them unique across).
 static NEXT_TEMP: AtomicU64 = AtomicU64::new(0);
+
+/// A PUT whose checks passed: its upload, and what the commit must check again.
+#[derive(Debug)]
+pub struct Put {
+    upload: Upload,
+    /// Owned copies of the precondition fields, evaluated again at commit.
+    if_match: Option<String>,
+    if_none_match: Option<String>,
+    if_unmodified_since: Option<String>,
+}
+
+impl Put {
+    /// Checks a PUT (path, preconditions, framing, size) and opens its temporary file.
+    pub fn begin(head: &RequestHead, shared: &Shared) -> Result<Put, HttpError> {
+        let target = write_target(head, shared)?;
+        let h = &head.headers;
+        check_write(&head_preconditions(head), &target.path)?;
+        let mode = if h.get("if-none-match") == Some("*") {
+            Commit::CreateOnly
+        } else {
+            Commit::Replace
+        };
+        // `Content-Length: 0` parses as "no body"; for a PUT it is an empty file, not a
+        // missing length (411 is only for no framing at all).
+        let framing = match head.framing {
+            BodyFraming::None if h.get("content-length").is_some() => BodyFraming::Length(0),
+            framing => framing,
+        };
+        let upload = Upload::begin(&target, framing, shared.config.max_upload, mode)?;
+        let owned = |name| h.get(name).map(str::to_string);
+        Ok(Put {
+            upload,
+            if_match: owned("if-match"),
+            if_none_match: owned("if-none-match"),
+            if_unmodified_since: owned("if-unmodified-since"),
+        })
+    }
+
+    /// Feeds body bytes to the upload (see [`Upload::feed`]).
+    pub fn feed(&mut self, buf: &[u8]) -> Result<(usize, bool), HttpError> {
+        self.upload.feed(buf)
+    }
+
+    /// Commits a complete upload, the preconditions checked again under the write lock
+    /// against the file the rename replaces. Returns whether the file is new (201) rather
+    /// than replaced (204).
+    pub fn commit(self, shared: &Shared) -> Result<bool, HttpError> {
+        let Put {
+            upload,
+            if_match,
+            if_none_match,
+            if_unmodified_since,
+        } = self;
+        let target = upload.target.clone();
+        let check = || {
+            let pre = write_preconditions(
+                if_match.as_deref(),
+                if_none_match.as_deref(),
+                if_unmodified_since.as_deref(),
+            );
+            check_write(&pre, &target)
+        };
+        let result = upload.commit(&shared.write_lock, check);
+        // The cache is keyed by request path, and one file has many (`/%61.txt`, `//a.txt`,
+        // the directory URL of an `index.html`, the original of a sidecar): forget them all.
+        shared.cache.clear();
+        result
+    }
+}
+
+/// DELETE: a regular file under the root, by the same path rules, never a directory, a link
+/// or a hidden name; `If-Match` and friends apply.
+pub fn delete(head: &RequestHead, shared: &Shared) -> Result<(), HttpError> {
+    let target = write_target(head, shared)?;
+    let pre = head_preconditions(head);
+    let _guard = shared.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+    let Some((etag, modified)) = current_validators(&target.path) else {
+        return Err(HttpError::NotFound);
+    };
+    if !conditional::write_allowed(&pre, Some((&etag, modified))) {
+        return Err(HttpError::PreconditionFailed);
+    }
+    fs::remove_file(&target.path).map_err(|e| HttpError::from_fs(&e))?;
+    shared.cache.clear(); // every path that named it (see `Put::commit`)
+    Ok(())
+}
+
+/// The target of a PUT or DELETE: the GET path rules ([`resolve::resolve_write`]), and
+/// never the health endpoint, which is not a file.
+fn write_target(head: &RequestHead, shared: &Shared) -> Result<WriteTarget, HttpError> {
+    let config = &shared.config;
+    if config.health_path.as_deref() == Some(head.path.as_str()) {
+        return Err(HttpError::Forbidden);
+    }
+    let opts = ResolveOptions {
+        hidden: config.hidden,
+    };
+    resolve::resolve_write(&config.root, &head.path, &opts)
+}
+
+/// The write preconditions of a request, borrowed from owned fields.
+fn write_preconditions<'a>(
+    if_match: Option<&'a str>,
+    if_none_match: Option<&'a str>,
+    if_unmodified_since: Option<&'a str>,
+) -> Preconditions<'a> {
+    Preconditions {
+        if_match,
+        if_none_match,
+        if_modified_since: None,
+        if_unmodified_since,
+        if_range: None,
+        range: None,
+    }
+}
+
+/// The write preconditions a request carries.
+fn head_preconditions(head: &RequestHead) -> Preconditions<'_> {
+    let h = &head.headers;
+    write_preconditions(
+        h.get("if-match"),
+        h.get("if-none-match"),
+        h.get("if-unmodified-since"),
+    )
+}
+
+/// The current ETag and mtime of the file at `path`, if it is a regular file.
+fn current_validators(path: &Path) -> Option<(String, Option<SystemTime>)> {
+    let meta = fs::symlink_metadata(path).ok()?;
+    meta.is_file().then(|| {
+        let modified = meta.modified().ok();
+        (conditional::etag(meta.len(), modified), modified)
+    })
+}
+
+/// Evaluates write preconditions against the file at `path` as it is now: whether a file
+/// exists there, or 412.
+fn check_write(pre: &Preconditions, path: &Path) -> Result<bool, HttpError> {
+    let current = current_validators(path);
+    if conditional::write_allowed(pre, current.as_ref().map(|(t, m)| (t.as_str(), *m))) {
+        Ok(current.is_some())
+    } else {
+        Err(HttpError::PreconditionFailed)
+    }
+}
 
 /// What the upload asked for at commit time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

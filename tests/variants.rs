@@ -4,6 +4,7 @@
 mod support;
 
 use std::io::Write;
+use std::time::{Duration, Instant};
 
 use support::{config, read_response, Response, TestDir, TestServer};
 
@@ -273,18 +274,63 @@ fn not_found_page_and_spa_fallback() {
     );
 }
 
+/// Issue 14: the `--404` and `--fallback` pages are loaded once and kept like cached files,
+/// so a deep link costs no open: deleting them changes nothing within the revalidation
+/// interval.
+#[test]
+fn configured_pages_are_loaded_once() {
+    let d = site();
+    let gone = d.file("gone.html", "custom");
+    let app = d.file("app.html", "<div id=app>");
+    let mut c = config(&d.path);
+    c.not_found_page = Some(gone.clone());
+    c.fallback = Some(app.clone());
+    c.cache_valid = Duration::from_secs(60);
+    let srv = TestServer::with_config(c);
+    assert_eq!(get(&srv, "/x.txt", "").text(), "custom");
+    assert_eq!(get(&srv, "/route", "").text(), "<div id=app>");
+    std::fs::remove_file(&gone).unwrap();
+    std::fs::remove_file(&app).unwrap();
+    for _ in 0..3 {
+        let r = get(&srv, "/x.txt", "");
+        assert_eq!((r.status, r.text().as_str()), (404, "custom"));
+        let r = get(&srv, "/route", "");
+        assert_eq!((r.status, r.text().as_str()), (200, "<div id=app>"));
+        assert!(
+            r.header("ETag").is_some(),
+            "the fallback keeps its validators"
+        );
+    }
+}
+
+/// A page deleted after start-up: with the cache off it is opened on every use, so the
+/// built-in 404 follows at once; with the cache on, once the interval has passed.
 #[test]
 fn a_page_deleted_after_start_falls_back_to_the_built_in_404() {
-    let d = site();
-    let page = d.file("gone.html", "custom");
-    let mut c = config(&d.path);
-    c.not_found_page = Some(page.clone());
-    let srv = TestServer::with_config(c);
-    assert_eq!(get(&srv, "/x", "").text(), "custom");
-    std::fs::remove_file(&page).unwrap();
-    let r = get(&srv, "/x", "");
-    assert_eq!(r.status, 404);
-    assert_ne!(r.text(), "custom");
+    for valid in [Duration::ZERO, Duration::from_millis(100)] {
+        let d = site();
+        let page = d.file("gone.html", "custom");
+        let mut c = config(&d.path);
+        c.not_found_page = Some(page.clone());
+        c.cache_valid = valid;
+        let srv = TestServer::with_config(c);
+        assert_eq!(get(&srv, "/x", "").text(), "custom");
+        std::fs::remove_file(&page).unwrap();
+        let t = Instant::now();
+        let r = loop {
+            let r = get(&srv, "/x", "");
+            if r.text() != "custom" || valid.is_zero() {
+                break r;
+            }
+            assert!(
+                t.elapsed() < support::IO_TIMEOUT,
+                "the page was never revalidated"
+            );
+            std::thread::sleep(valid / 4);
+        };
+        assert_eq!(r.status, 404);
+        assert_ne!(r.text(), "custom", "cache interval {valid:?}");
+    }
 }
 
 #[test]

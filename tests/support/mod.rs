@@ -74,7 +74,7 @@ pub fn config(root: &Path) -> Config {
         workers: 4,
         queue: 1024,
         // In-process servers would write access lines to the test harness's stdout.
-        access_log: poolserve::access::Format::Off,
+        access_log: poolserve::AccessLog::Off,
         ..Config::default()
     };
     c.limits.head_timeout = Duration::from_secs(2);

@@ -1,0 +1,650 @@
+//! The answer to a request: from a parsed head, the peer's address and the shared state to a
+//! description of the reply (its status, the bytes or file ranges to send, and whether the
+//! connection may stay open after it). What happens on the socket is `connection.rs`'s
+//! business; nothing here reads or writes one, waits for a client, or knows the keeper or the
+//! pool, so every answer is table-tested on a temporary directory.
+//!
+//! The pipeline, in order ([`answer`]):
+//! 1. method: GET and HEAD are served, OPTIONS lists what is allowed, DELETE (with
+//!    `--allow-write`) goes to [`upload::delete`], anything else is 405 with `Allow`;
+//! 2. the health path, answered from the stop token;
+//! 3. the small-file cache ([`FileCache::lookup`]): a fresh file or a remembered 404;
+//! 4. [`resolve::resolve`]: a file, a slash redirect, or an error;
+//! 5. the representation: a precompressed sidecar if the client takes it
+//!    ([`encoding::choose`]), from the cache or from disk;
+//! 6. conditionals, then ranges ([`conditional::evaluate`], RFC 9110 §13 and §14);
+//! 7. not found: the `--fallback` page for a path without an extension, else the `--404`
+//!    page, else the built-in page. Both pages are loaded once and revalidated like cached
+//!    files ([`FileCache::page`]), so a deep link of a single-page app costs no system call.
+//!
+//! Request errors become a status in one place, [`HttpError::status`]. The keep-alive flag
+//! comes in decided (the rule lives in `connection.rs`); an answer may only narrow it, when
+//! an error leaves the framing unknown.
+
+use std::fs::File;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use crate::cache::{self, Cached, CachedRep, FileCache, Lookup, Page, PAGE_MAX_BYTES};
+use crate::conditional::{self, Plan, Preconditions};
+use crate::encoding::{self, Coding};
+use crate::error::HttpError;
+use crate::outgoing::Outgoing;
+use crate::request::{self, Method, RequestHead, Version};
+use crate::resolve::{self, FileInfo, ResolveOptions, Resolved};
+use crate::response::{self, Head, HttpDate, Status, ALLOW, ALLOW_WRITE};
+use crate::state::Shared;
+use crate::upload;
+
+/// The interim response that invites an upload's body (RFC 9110 §10.1.1, §15.2.1).
+pub(crate) const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+/// A reply: the status (for the log), the response, and whether the connection stays open
+/// after it (never more than the caller allowed).
+#[derive(Debug)]
+pub(crate) struct Reply {
+    pub status: Status,
+    pub out: Outgoing,
+    pub keep: bool,
+}
+
+/// Answers `head` from `peer`. `keep` is the connection's keep-alive decision so far;
+/// `refused` is the error of a PUT that could not start (its answer is that error).
+pub(crate) fn answer(
+    head: &RequestHead,
+    peer: SocketAddr,
+    keep: bool,
+    refused: Option<HttpError>,
+    shared: &Shared,
+) -> Reply {
+    let ask = Ask { head, peer, keep };
+    let reply = match refused {
+        Some(e) => Ok(ask.error(e)),
+        None => ask.respond(shared),
+    };
+    reply.unwrap_or_else(|e| {
+        // Reading a small file into the response failed after it was opened.
+        log::error!("{peer}: cannot read {:?}: {e}", head.target);
+        let status = Status::InternalServerError;
+        Reply {
+            status,
+            out: canned(status, ask.head_only(), Some("close"), &[]),
+            keep: false,
+        }
+    })
+}
+
+/// The answer to a PUT whose body was received (or refused): 201 when the file is new, 204
+/// when it replaced one, else the error's status.
+pub(crate) fn put_reply(version: Version, keep: bool, result: Result<bool, HttpError>) -> Reply {
+    match result {
+        Ok(created) => {
+            let status = if created {
+                Status::Created
+            } else {
+                Status::NoContent
+            };
+            let mut h = Head::new(status);
+            if created {
+                h.header("Content-Length", 0u64);
+            }
+            connection_header(&mut h, version, keep);
+            Reply {
+                status,
+                out: no_body(h),
+                keep,
+            }
+        }
+        Err(e) => error_reply(&e, version, false, keep, &[]),
+    }
+}
+
+/// The answer to a request that could not be parsed (or whose head took too long): the
+/// error's status, and always `Connection: close`.
+pub(crate) fn malformed(err: &HttpError) -> Reply {
+    let status = err.status();
+    Reply {
+        status,
+        out: canned(status, false, Some("close"), &[]),
+        keep: false,
+    }
+}
+
+/// A GET or HEAD of the health path: answered by [`Ask::health`] and logged at debug only
+/// (other methods there are ordinary requests: 405, in the access log).
+pub(crate) fn is_health_probe(head: &RequestHead, shared: &Shared) -> bool {
+    matches!(head.method, Method::Get | Method::Head)
+        && shared.config.health_path.as_deref() == Some(head.path.as_str())
+}
+
+/// What every responder needs to know about the request being answered.
+#[derive(Clone, Copy)]
+struct Ask<'a> {
+    head: &'a RequestHead,
+    peer: SocketAddr,
+    keep: bool,
+}
+
+/// The representation chosen for a request: the file or one of its precompressed sidecars,
+/// read from disk or from memory.
+struct Chosen {
+    len: u64,
+    modified: Option<SystemTime>,
+    etag: String,
+    coding: Option<Coding>,
+    /// Sidecars exist, so every answer says `Vary: Accept-Encoding`.
+    has_variants: bool,
+    content_type: &'static str,
+    body: Source,
+}
+
+/// Where a representation's bytes come from.
+enum Source {
+    File(File),
+    /// A cached file and the index of the representation in [`Cached::reps`].
+    Memory(Arc<Cached>, usize),
+}
+
+/// A configured page, from memory when it fits ([`PAGE_MAX_BYTES`]) and the cache is on.
+enum PageRep {
+    Memory(Arc<Cached>),
+    Disk(FileInfo),
+}
+
+impl Ask<'_> {
+    fn head_only(&self) -> bool {
+        self.head.method == Method::Head
+    }
+
+    /// The `Connection` field this answer needs, if any.
+    fn connection(&self) -> Option<&'static str> {
+        connection_value(self.head.version, self.keep)
+    }
+
+    /// Builds the response to the request (steps 1 to 7 of the module docs).
+    fn respond(self, shared: &Shared) -> std::io::Result<Reply> {
+        let head = self.head;
+        let allow = if shared.config.allow_write {
+            ALLOW_WRITE
+        } else {
+            ALLOW
+        };
+        match head.method {
+            Method::Get | Method::Head => {}
+            Method::Options => {
+                // RFC 9110 §9.3.7: OPTIONS (on a path or `*`) lists what we allow; 204 has
+                // no Content-Length (RFC 9110 §8.6).
+                let mut h = Head::new(Status::NoContent);
+                h.header("Allow", allow);
+                return Ok(self.empty(h, Status::NoContent));
+            }
+            Method::Delete if shared.config.allow_write => {
+                return Ok(match upload::delete(head, shared) {
+                    Ok(()) => self.empty(Head::new(Status::NoContent), Status::NoContent),
+                    Err(e) => self.error(e),
+                });
+            }
+            _ => {
+                // RFC 9110 §15.5.6: 405 lists the methods the resource does allow.
+                return Ok(error_reply(
+                    &HttpError::MethodNotAllowed,
+                    head.version,
+                    self.head_only(),
+                    self.keep,
+                    &[("Allow", allow)],
+                ));
+            }
+        }
+        if is_health_probe(head, shared) {
+            return Ok(self.health(shared));
+        }
+        // Before the lookup and the resolve: see `FileCache::epoch`.
+        let epoch = shared.cache.epoch();
+        match shared.cache.lookup(&head.path) {
+            Lookup::File(entry) => return self.cached(entry),
+            Lookup::Missing => return self.not_found(shared),
+            Lookup::Unknown => {}
+        }
+        let opts = ResolveOptions {
+            hidden: shared.config.hidden,
+        };
+        let root = &shared.config.root;
+        match resolve::resolve(root, &head.path, head.query.as_deref(), &opts) {
+            Ok(Resolved::File(file)) => self.file(file, root, Some((&shared.cache, epoch))),
+            Ok(Resolved::Redirect(location)) => {
+                let status = Status::MovedPermanently;
+                let extra = [("Location", location.as_str())];
+                let out = canned(status, self.head_only(), self.connection(), &extra);
+                Ok(self.reply(status, out))
+            }
+            Err(HttpError::NotFound) => {
+                shared.cache.insert_missing(&head.path, epoch);
+                self.not_found(shared)
+            }
+            Err(e) => Ok(self.error(e)),
+        }
+    }
+
+    fn reply(&self, status: Status, out: Outgoing) -> Reply {
+        Reply {
+            status,
+            out,
+            keep: self.keep,
+        }
+    }
+
+    /// A response without content (204, OPTIONS), with its `Connection` field.
+    fn empty(&self, mut h: Head, status: Status) -> Reply {
+        connection_header(&mut h, self.head.version, self.keep);
+        self.reply(status, no_body(h))
+    }
+
+    /// The answer for a request error, through the one status mapping in
+    /// [`HttpError::status`].
+    fn error(&self, err: HttpError) -> Reply {
+        if err == HttpError::Internal {
+            log::error!(
+                "{}: internal error serving {:?}",
+                self.peer,
+                self.head.target
+            );
+        }
+        error_reply(&err, self.head.version, self.head_only(), self.keep, &[])
+    }
+
+    /// A path that resolves to nothing: the `--fallback` page (200) for an extensionless
+    /// path, else the `--404` page, else the built-in 404. A configured page that cannot be
+    /// opened now (deleted after start-up) is logged and the built-in answer is sent instead.
+    fn not_found(self, shared: &Shared) -> std::io::Result<Reply> {
+        let config = &shared.config;
+        if let Some(path) = config.fallback.as_deref() {
+            if !resolve::has_extension(&self.head.path) {
+                match load_page(&shared.cache, Page::Fallback, path) {
+                    Ok(PageRep::Memory(entry)) => return self.cached(entry),
+                    // Its precompressed sidecars count when they sit beside it.
+                    Ok(PageRep::Disk(file)) => {
+                        return self.file(file, path.parent().unwrap_or(path), None)
+                    }
+                    Err(e) => log::warn!("--fallback {}: {e:?}", path.display()),
+                }
+            }
+        }
+        if let Some(path) = config.not_found_page.as_deref() {
+            match load_page(&shared.cache, Page::NotFound, path) {
+                Ok(page) => return self.not_found_page(page),
+                Err(e) => log::warn!("--404 {}: {e:?}", path.display()),
+            }
+        }
+        Ok(self.error(HttpError::NotFound))
+    }
+
+    /// The `--404` page as it is: status 404, no validators, no negotiation.
+    fn not_found_page(self, page: PageRep) -> std::io::Result<Reply> {
+        let (content_type, len) = match &page {
+            PageRep::Memory(entry) => (entry.content_type, entry.reps[0].bytes.len() as u64),
+            PageRep::Disk(file) => (crate::mime::content_type(&file.path), file.len),
+        };
+        let mut h = Head::new(Status::NotFound);
+        h.header("Content-Type", content_type)
+            .header("Content-Length", len)
+            .header("X-Content-Type-Options", "nosniff");
+        connection_header(&mut h, self.head.version, self.keep);
+        let body = match page {
+            PageRep::Memory(entry) => Source::Memory(entry, 0),
+            PageRep::Disk(file) => Source::File(file.file),
+        };
+        let out = body_range(h.finish(), body, 0, len, self.head_only())?;
+        Ok(self.reply(Status::NotFound, out))
+    }
+
+    /// The health endpoint: 200 `ok` while serving, 503 `draining` from the first stop
+    /// signal (so a load balancer takes this replica out before connections start closing).
+    /// Never cached; logged at debug only, so probes do not flood the access log.
+    fn health(&self, shared: &Shared) -> Reply {
+        let (status, body) = if shared.shutdown.is_announced() {
+            (Status::ServiceUnavailable, "draining\n")
+        } else {
+            (Status::Ok, "ok\n")
+        };
+        let mut h = Head::new(status);
+        h.header("Content-Type", "text/plain; charset=utf-8")
+            .header("Content-Length", body.len())
+            .header("Cache-Control", "no-store");
+        connection_header(&mut h, self.head.version, self.keep);
+        let mut bytes = h.finish();
+        let head_len = bytes.len();
+        if !self.head_only() {
+            bytes.extend_from_slice(body.as_bytes());
+        }
+        self.reply(status, Outgoing::bytes(bytes, head_len))
+    }
+
+    /// The client's choice among `available` sidecars ([`encoding::choose`]).
+    fn coding(&self, available: &[Coding]) -> Option<Coding> {
+        if available.is_empty() {
+            return None;
+        }
+        let accept = join_fields(&self.head.headers, "accept-encoding");
+        encoding::choose(accept.as_deref(), available)
+    }
+
+    /// Serves an opened file: when precompressed sidecars exist (`FILE.br`, `FILE.gz`, which
+    /// must lie inside `root`), the client's `Accept-Encoding` picks one; the chosen file is
+    /// then the representation: its own length, validators and ranges, the original's
+    /// Content-Type, and `Content-Encoding`. Small files (and sidecars) go into the cache on
+    /// the way.
+    fn file(
+        self,
+        file: FileInfo,
+        root: &Path,
+        cache: Option<(&FileCache, u64)>,
+    ) -> std::io::Result<Reply> {
+        let content_type = crate::mime::content_type(&file.path);
+        let available = resolve::variants(&file);
+        if let Some((cache, epoch)) =
+            cache.filter(|(c, _)| c.enabled() && cache::cacheable(file.len))
+        {
+            let max = cache::INLINE_BODY_MAX;
+            if let Some(entry) = load(root, &file, &available, content_type, max)? {
+                return self.cached(cache.insert(&self.head.path, entry, epoch));
+            }
+        }
+        let (rep, coding) = match self.coding(&available) {
+            Some(coding) => match resolve::open_variant(root, &file, coding) {
+                Ok(variant) => (variant, Some(coding)),
+                Err(e) => {
+                    log::debug!("{}: variant {coding:?} unusable: {e:?}", self.peer);
+                    (file, None)
+                }
+            },
+            None => (file, None),
+        };
+        let etag = match coding {
+            Some(c) => conditional::variant_etag(rep.len, rep.modified, c.token()),
+            None => conditional::etag(rep.len, rep.modified),
+        };
+        self.chosen(Chosen {
+            len: rep.len,
+            modified: rep.modified,
+            etag,
+            coding,
+            has_variants: !available.is_empty(),
+            content_type,
+            body: Source::File(rep.file),
+        })
+    }
+
+    /// Serves a file from memory: the same negotiation and preconditions as [`Ask::file`].
+    fn cached(self, entry: Arc<Cached>) -> std::io::Result<Reply> {
+        let codings = entry.codings();
+        let coding = self.coding(&codings);
+        let index = entry
+            .reps
+            .iter()
+            .position(|r| r.coding == coding)
+            .unwrap_or(0);
+        let rep = &entry.reps[index];
+        let chosen = Chosen {
+            len: rep.bytes.len() as u64,
+            modified: rep.modified,
+            etag: rep.etag.clone(),
+            coding: rep.coding,
+            has_variants: !codings.is_empty(),
+            content_type: entry.content_type,
+            body: Source::Memory(Arc::clone(&entry), index),
+        };
+        self.chosen(chosen)
+    }
+
+    /// Answers with a chosen representation as RFC 9110 §13 and §14 say: conditionals
+    /// first, then ranges. Every answer about it carries its validators (ETag,
+    /// Last-Modified) and `Accept-Ranges`; every answer about a file with sidecars says
+    /// `Vary: Accept-Encoding` (RFC 9110 §12.5.5), identity ones included, so caches keep
+    /// the variants apart.
+    fn chosen(self, c: Chosen) -> std::io::Result<Reply> {
+        let head_only = self.head_only();
+        let vary: &[(&str, &str)] = if c.has_variants {
+            &[("Vary", "Accept-Encoding")]
+        } else {
+            &[]
+        };
+        let h = &self.head.headers;
+        let pre = Preconditions {
+            if_match: h.get("if-match"),
+            if_none_match: h.get("if-none-match"),
+            if_modified_since: h.get("if-modified-since"),
+            if_unmodified_since: h.get("if-unmodified-since"),
+            if_range: h.get("if-range"),
+            range: h.get("range"),
+        };
+        let plan = conditional::evaluate(&pre, true, &c.etag, c.modified, c.len);
+        let status = match &plan {
+            Plan::Full => Status::Ok,
+            Plan::NotModified => Status::NotModified,
+            Plan::PreconditionFailed => return Ok(self.error(HttpError::PreconditionFailed)),
+            Plan::Partial(_) | Plan::Multipart(_) => Status::PartialContent,
+            Plan::Unsatisfiable => {
+                let range = format!("bytes */{}", c.len);
+                let status = Status::RangeNotSatisfiable;
+                let extra = [&[("Content-Range", range.as_str())], vary].concat();
+                let out = canned(status, head_only, self.connection(), &extra);
+                return Ok(self.reply(status, out));
+            }
+        };
+        let mut out = Head::new(status);
+        out.header("ETag", &c.etag);
+        if let Some(modified) = c.modified {
+            out.header("Last-Modified", HttpDate(modified));
+        }
+        for (name, value) in vary {
+            out.header(name, value);
+        }
+        // RFC 9110 §15.4.5: a 304 carries the validators and Vary, no content metadata.
+        if status != Status::NotModified {
+            out.header("Accept-Ranges", "bytes")
+                .header("X-Content-Type-Options", "nosniff");
+            if let Some(coding) = c.coding {
+                out.header("Content-Encoding", coding.token());
+            }
+        }
+        connection_header(&mut out, self.head.version, self.keep);
+        let body = match plan {
+            Plan::NotModified => no_body(out),
+            Plan::Partial(range) => {
+                out.header("Content-Type", c.content_type)
+                    .header("Content-Length", range.len())
+                    .header("Content-Range", range.content_range(c.len));
+                body_range(out.finish(), c.body, range.start, range.len(), head_only)?
+            }
+            Plan::Multipart(ranges) => {
+                let boundary = conditional::boundary(&c.etag);
+                let layout =
+                    conditional::multipart_layout(&ranges, c.len, c.content_type, &boundary);
+                out.header(
+                    "Content-Type",
+                    format!("multipart/byteranges; boundary={boundary}"),
+                )
+                .header("Content-Length", layout.total_len);
+                match c.body {
+                    Source::File(file) => {
+                        Outgoing::multipart(out.finish(), file, layout, head_only)
+                    }
+                    Source::Memory(entry, i) => {
+                        let mut bytes = out.finish();
+                        let head_len = bytes.len();
+                        if !head_only {
+                            let data = &entry.reps[i].bytes;
+                            for (part_head, r) in &layout.parts {
+                                bytes.extend_from_slice(part_head);
+                                bytes.extend_from_slice(&data[r.start as usize..=r.end as usize]);
+                            }
+                            bytes.extend_from_slice(&layout.trailer);
+                        }
+                        Outgoing::bytes(bytes, head_len)
+                    }
+                }
+            }
+            _ => {
+                out.header("Content-Type", c.content_type)
+                    .header("Content-Length", c.len);
+                body_range(out.finish(), c.body, 0, c.len, head_only)?
+            }
+        };
+        Ok(self.reply(status, body))
+    }
+}
+
+/// A configured page (`--fallback` with its sidecars, `--404` alone), from memory while its
+/// copy is fresh, else opened again: the same revalidation interval as cached files, and
+/// the same checks as at start-up ([`resolve::open_page`]). A page larger than
+/// [`PAGE_MAX_BYTES`], or any page with the cache off, is opened on every use.
+fn load_page(cache: &FileCache, page: Page, path: &Path) -> Result<PageRep, HttpError> {
+    // Before the open: see `FileCache::epoch`.
+    let epoch = cache.epoch();
+    if let Some(entry) = cache.page(page) {
+        return Ok(PageRep::Memory(entry));
+    }
+    let file = resolve::open_page(path)?;
+    if !cache.enabled() || file.len > PAGE_MAX_BYTES {
+        return Ok(PageRep::Disk(file));
+    }
+    let available = match page {
+        Page::Fallback => resolve::variants(&file),
+        Page::NotFound => Vec::new(),
+    };
+    let dir = path.parent().unwrap_or(path);
+    let content_type = crate::mime::content_type(&file.path);
+    match load(dir, &file, &available, content_type, PAGE_MAX_BYTES) {
+        Ok(Some(entry)) => Ok(PageRep::Memory(cache.insert_page(page, entry, epoch))),
+        // A sidecar too large or unusable, or a read that failed (the file changed under
+        // us): serve it from disk this time.
+        Ok(None) | Err(_) => Ok(PageRep::Disk(file)),
+    }
+}
+
+/// Reads a file and its sidecars into a cache entry; `None` when a sidecar is larger than
+/// `max` or cannot be opened (then the file is served from disk).
+fn load(
+    root: &Path,
+    file: &FileInfo,
+    available: &[Coding],
+    content_type: &'static str,
+    max: u64,
+) -> std::io::Result<Option<Cached>> {
+    let mut reps = Vec::with_capacity(1 + available.len());
+    for coding in available {
+        let Ok(v) = resolve::open_variant(root, file, *coding) else {
+            return Ok(None);
+        };
+        if v.len > max {
+            return Ok(None);
+        }
+        reps.push(CachedRep {
+            coding: Some(*coding),
+            bytes: read_all(&v.file, v.len)?,
+            modified: v.modified,
+            etag: conditional::variant_etag(v.len, v.modified, coding.token()),
+        });
+    }
+    reps.insert(
+        0,
+        CachedRep {
+            coding: None,
+            bytes: read_all(&file.file, file.len)?,
+            modified: file.modified,
+            etag: conditional::etag(file.len, file.modified),
+        },
+    );
+    Ok(Some(Cached::new(content_type, reps)))
+}
+
+/// Reads exactly `len` bytes from the start of `file` (a shorter file is an error: it
+/// changed under us, and the next revalidation will see it).
+fn read_all(file: &File, len: u64) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let mut bytes = vec![0u8; len as usize];
+    file.read_exact_at(&mut bytes, 0)?;
+    Ok(bytes)
+}
+
+/// `head` then `len` bytes of the representation from `start`.
+fn body_range(
+    head: Vec<u8>,
+    body: Source,
+    start: u64,
+    len: u64,
+    head_only: bool,
+) -> std::io::Result<Outgoing> {
+    match body {
+        Source::File(file) => Outgoing::file(head, file, start, len, head_only),
+        Source::Memory(entry, i) => {
+            let from = start as usize;
+            let to = if head_only { from } else { from + len as usize };
+            Ok(Outgoing::shared(head, entry, i, from, to))
+        }
+    }
+}
+
+/// All field lines of a list-valued field joined with commas (RFC 9110 §5.3), or `None`.
+fn join_fields(headers: &request::Headers, name: &str) -> Option<String> {
+    let mut values = headers.get_all(name);
+    let first = values.next()?;
+    Some(values.fold(first.to_string(), |mut all, v| {
+        all.push(',');
+        all.push_str(v);
+        all
+    }))
+}
+
+/// The generated page for `err` (its one status, [`HttpError::status`]), with `Connection:
+/// close` when the error leaves the framing unknown.
+fn error_reply(
+    err: &HttpError,
+    version: Version,
+    head_only: bool,
+    keep: bool,
+    extra: &[(&str, &str)],
+) -> Reply {
+    let status = err.status();
+    let keep = keep && !err.closes_connection();
+    let out = canned(status, head_only, connection_value(version, keep), extra);
+    Reply { status, out, keep }
+}
+
+/// A generated status page as an [`Outgoing`].
+fn canned(
+    status: Status,
+    head_only: bool,
+    connection: Option<&str>,
+    extra: &[(&str, &str)],
+) -> Outgoing {
+    let (bytes, body) = response::status_response(status, head_only, connection, extra);
+    let head_len = bytes.len() - body as usize;
+    Outgoing::bytes(bytes, head_len)
+}
+
+/// A response head with no content (201/204, 304 and OPTIONS).
+fn no_body(h: Head) -> Outgoing {
+    let bytes = h.finish();
+    let len = bytes.len();
+    Outgoing::bytes(bytes, len)
+}
+
+/// The `Connection` field value for a response (RFC 9112 §9.6): `close` whenever we will
+/// close; `keep-alive` for an HTTP/1.0 client that asked for it.
+fn connection_value(version: Version, keep: bool) -> Option<&'static str> {
+    match (keep, version) {
+        (false, _) => Some("close"),
+        (true, Version::Http10) => Some("keep-alive"),
+        (true, Version::Http11) => None,
+    }
+}
+
+/// Adds `Connection` to a response head when [`connection_value`] says one is due.
+fn connection_header(out: &mut Head, version: Version, keep: bool) {
+    if let Some(c) = connection_value(version, keep) {
+        out.header("Connection", c);
+    }
+}
