@@ -49,7 +49,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::config::{Limits, LINGER_MAX_BYTES};
 use crate::connection::{self, Conn, Waiting};
-use crate::pool::{ReadyQueue, STALL_AFTER};
+use crate::pool::{Job, ReadyQueue, STALL_AFTER};
 use crate::state::{OpenGuard, Shared};
 
 /// Token of the waker; slots use their index in the low half and the slot's registration
@@ -64,15 +64,6 @@ const EVENTS_PER_POLL: usize = 1024;
 const HEAP_SLACK: usize = 1024;
 /// While draining, re-check the open count at least this often (the last close also wakes us).
 const DRAIN_TICK: Duration = Duration::from_millis(50);
-
-/// A job for the workers.
-#[derive(Debug)]
-pub(crate) enum Job {
-    /// A connection with bytes ready (or buffered).
-    Serve(Conn),
-    /// Everything is closed: the worker may exit.
-    Exit,
-}
 
 /// What a worker hands to the keeper.
 #[derive(Debug)]
