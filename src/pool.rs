@@ -147,7 +147,8 @@ impl ReadyQueue {
         true
     }
 
-    fn try_take(&self) -> Result<Job, TryRecvError> {
+    /// Takes the next job, if any, and counts it as progress for [`ReadyQueue::check_stall`].
+    pub fn try_take(&self) -> Result<Job, TryRecvError> {
         let job = self.rx.try_recv();
         if job.is_ok() {
             self.taken.fetch_add(1, Ordering::Relaxed);
