@@ -49,7 +49,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::config::{Limits, LINGER_MAX_BYTES};
 use crate::connection::{self, Conn, Waiting};
-use crate::pool::{ReadyQueue, STALL_AFTER};
+use crate::pool::{Job, ReadyQueue, STALL_AFTER};
 use crate::state::{OpenGuard, Shared};
 
 /// Token of the waker; slots use their index in the low half and the slot's registration
@@ -64,15 +64,6 @@ const EVENTS_PER_POLL: usize = 1024;
 const HEAP_SLACK: usize = 1024;
 /// While draining, re-check the open count at least this often (the last close also wakes us).
 const DRAIN_TICK: Duration = Duration::from_millis(50);
-
-/// A job for the workers.
-#[derive(Debug)]
-pub(crate) enum Job {
-    /// A connection with bytes ready (or buffered).
-    Serve(Conn),
-    /// Everything is closed: the worker may exit.
-    Exit,
-}
 
 /// What a worker hands to the keeper.
 #[derive(Debug)]
@@ -310,34 +301,7 @@ pub(crate) fn start(
     new_queue: Receiver<Conn>,
     done: Sender<()>,
 ) -> io::Result<(KeeperHandle, JoinHandle<()>)> {
-    let poll = Poll::new()?;
-    let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
-    shared.shutdown.add_waker(Arc::clone(&waker));
-    let (tx, rx) = crossbeam_channel::unbounded();
-    let sleeping = Arc::new(AtomicBool::new(false));
-    let handle = KeeperHandle {
-        tx,
-        waker,
-        sleeping: Arc::clone(&sleeping),
-        wake_at: Arc::new(AtomicU64::new(0)),
-        epoch: Instant::now(),
-    };
-    let mut keeper = Keeper {
-        poll,
-        sleeping,
-        rx,
-        ready,
-        new_queue,
-        shared,
-        me: Arc::new(handle.clone()),
-        slots: Vec::new(),
-        free: Vec::new(),
-        parked: 0,
-        heap: BinaryHeap::new(),
-        next_gen: 0,
-        draining: false,
-        scratch: vec![0; 16 * 1024],
-    };
+    let (mut keeper, handle) = Keeper::new(shared, ready, new_queue)?;
     let thread = std::thread::Builder::new()
         .name("keeper".into())
         .spawn(move || {
@@ -348,6 +312,44 @@ pub(crate) fn start(
 }
 
 impl Keeper {
+    /// The keeper and the handle that parks connections with it, before its thread runs:
+    /// apart from [`start`] so that the tests can drive its state without a thread.
+    fn new(
+        shared: Arc<Shared>,
+        ready: Arc<ReadyQueue>,
+        new_queue: Receiver<Conn>,
+    ) -> io::Result<(Keeper, KeeperHandle)> {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
+        shared.shutdown.add_waker(Arc::clone(&waker));
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let sleeping = Arc::new(AtomicBool::new(false));
+        let handle = KeeperHandle {
+            tx,
+            waker,
+            sleeping: Arc::clone(&sleeping),
+            wake_at: Arc::new(AtomicU64::new(0)),
+            epoch: Instant::now(),
+        };
+        let keeper = Keeper {
+            poll,
+            sleeping,
+            rx,
+            ready,
+            new_queue,
+            shared,
+            me: Arc::new(handle.clone()),
+            slots: Vec::new(),
+            free: Vec::new(),
+            parked: 0,
+            heap: BinaryHeap::new(),
+            next_gen: 0,
+            draining: false,
+            scratch: vec![0; 16 * 1024],
+        };
+        Ok((keeper, handle))
+    }
+
     fn run(&mut self) {
         let mut events = Events::with_capacity(EVENTS_PER_POLL);
         let mut progress = (0, Instant::now());
@@ -751,6 +753,20 @@ impl Keeper {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
+    use crate::shutdown::Shutdown;
+    use std::io::Write;
+    use std::net::TcpListener;
+
+    /// Workers the ready queue is built for: the tests take its jobs themselves.
+    const WORKERS: usize = 1;
+    /// The longest a test waits for the kernel to report a loopback write, which it normally
+    /// does before `write` returns: a bound for a failure, never a pause.
+    const EVENT_WAIT: Duration = Duration::from_secs(2);
+    /// The smallest step between two deadlines (and two `wake_at` values).
+    const TICK: Duration = Duration::from_nanos(1);
+    /// More than a test's client sends in one go.
+    const READ_BUF: usize = 64;
 
     /// The README's memory figures: a parked connection's keeper slot (the connection
     /// itself, whose read buffer is freed while it waits, and its deadline).
@@ -760,5 +776,445 @@ mod tests {
         let conn = std::mem::size_of::<Conn>();
         eprintln!("slot {slot} bytes, conn {conn} bytes");
         assert!(slot <= 256, "a keeper slot is {slot} bytes");
+    }
+
+    /// A keeper without its thread: each test plays both the keeper's loop and the workers,
+    /// one step at a time, so every interleaving it checks is the one it wrote down.
+    struct Rig {
+        keeper: Keeper,
+        handle: KeeperHandle,
+        ready: Arc<ReadyQueue>,
+        shared: Arc<Shared>,
+        listener: TcpListener,
+    }
+
+    impl Rig {
+        fn new() -> Rig {
+            let config = Config {
+                workers: WORKERS,
+                access_log: crate::access::Format::Off,
+                ..Config::default()
+            };
+            let shared = Shared::new(config, Shutdown::new());
+            let ready = ReadyQueue::new(WORKERS, Some(WORKERS));
+            // Nothing is ever accepted: the keeper only looks at this queue's length.
+            let (_, new_queue) = crossbeam_channel::unbounded();
+            let (keeper, handle) =
+                Keeper::new(Arc::clone(&shared), Arc::clone(&ready), new_queue).unwrap();
+            Rig {
+                keeper,
+                handle,
+                ready,
+                shared,
+                listener: TcpListener::bind("127.0.0.1:0").unwrap(),
+            }
+        }
+
+        fn limits(&self) -> Limits {
+            self.shared.config.limits.clone()
+        }
+
+        /// A new connection over a real loopback pair, and the client's end of it.
+        fn connect(&self) -> (Conn, TcpStream) {
+            let client = TcpStream::connect(self.listener.local_addr().unwrap()).unwrap();
+            let (stream, peer) = self.listener.accept().unwrap();
+            (Conn::new(stream, peer, &self.shared).unwrap(), client)
+        }
+
+        /// Parks a new connection (its first park, which registers it) and returns its slot,
+        /// the slot's registration generation, and the client's end.
+        fn park_new(&mut self) -> (usize, u32, TcpStream) {
+            let (conn, client) = self.connect();
+            let slot = self
+                .keeper
+                .free
+                .last()
+                .copied()
+                .unwrap_or(self.keeper.slots.len());
+            self.keeper.admit(Parcel::Wait(conn));
+            assert_eq!(state(&self.keeper, slot), "parked", "a first park parks");
+            (slot, self.keeper.slots[slot].reg, client)
+        }
+
+        /// Takes a parked connection out, as `on_ready` and the deadlines do.
+        fn take_out(&mut self, slot: usize) -> Conn {
+            match self.keeper.take_out(slot) {
+                Some(Kind::Wait(conn)) => conn,
+                _ => panic!("slot {slot} holds no waiting connection"),
+            }
+        }
+
+        /// Takes the next job off the ready queue, as a worker does.
+        fn take_job(&self) -> Conn {
+            match self.ready.try_take() {
+                Ok(Job::Serve(conn)) => conn,
+                other => panic!("expected a connection in the ready queue, got {other:?}"),
+            }
+        }
+
+        /// Admits every parcel handed over so far, as the keeper's loop does after a poll.
+        fn admit_parcels(&mut self) {
+            while let Ok(parcel) = self.keeper.rx.try_recv() {
+                self.keeper.admit(parcel);
+            }
+        }
+
+        /// Polls as the keeper's loop does and hands the slots' events to `on_ready`, until
+        /// one for `slot` came. The poll returns as soon as an event is there; `EVENT_WAIT`
+        /// only bounds a failure.
+        fn deliver_events(&mut self, slot: usize) {
+            let mut events = Events::with_capacity(EVENTS_PER_POLL);
+            let give_up = Instant::now() + EVENT_WAIT;
+            loop {
+                let left = give_up.saturating_duration_since(Instant::now());
+                assert!(!left.is_zero(), "no readiness event for slot {slot}");
+                match self.keeper.poll.poll(&mut events, Some(left)) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    polled => polled.unwrap(),
+                }
+                let mut seen = false;
+                for event in events.iter().filter(|e| e.token() != WAKE) {
+                    let (s, reg) = untoken(event.token());
+                    self.keeper.on_ready(s, reg);
+                    seen |= s == slot;
+                }
+                if seen {
+                    return;
+                }
+            }
+        }
+
+        fn readied(&self, slot: usize) -> bool {
+            self.keeper.slots[slot].readied.load(Ordering::SeqCst)
+        }
+
+        fn sleeping(&self) -> bool {
+            self.handle.sleeping.load(Ordering::SeqCst)
+        }
+    }
+
+    /// Where a slot's connection is, by name (for assertion messages).
+    fn state(keeper: &Keeper, slot: usize) -> &'static str {
+        match keeper.slots[slot].state {
+            State::Free => "free",
+            State::Out => "out",
+            State::Parked(_) => "parked",
+        }
+    }
+
+    /// Reads what the client sent, as a worker's read would, so the next bytes are news.
+    fn read_all_there_is(conn: &Conn) {
+        let mut buf = [0u8; READ_BUF];
+        loop {
+            match conn.stream().read(&mut buf) {
+                Ok(0) => panic!("the client closed"),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn readiness_sends_a_parked_connection_out_and_is_remembered_while_it_is_out() {
+        let mut rig = Rig::new();
+        let (slot, _, mut client) = rig.park_new();
+        assert_eq!(rig.ready.len(), 0, "a silent connection stays parked");
+
+        client.write_all(b"G").unwrap();
+        rig.deliver_events(slot);
+        assert_eq!(rig.ready.len(), 1, "readable: to the workers");
+        assert_eq!(state(&rig.keeper, slot), "out");
+        assert_eq!(rig.keeper.parked, 0);
+        assert!(!rig.readied(slot), "it was parked: nothing to remember");
+
+        // A worker has it, reads the byte, and more bytes come before it parks again.
+        let conn = rig.take_job();
+        read_all_there_is(&conn);
+        client.write_all(b"ET").unwrap();
+        rig.deliver_events(slot);
+        assert_eq!(rig.ready.len(), 0, "a worker has it: nothing to queue");
+        assert_eq!(state(&rig.keeper, slot), "out");
+        assert!(rig.readied(slot), "the spent edge is remembered");
+        let shared_flag = conn.ticket().unwrap().readied.load(Ordering::SeqCst);
+        assert!(shared_flag, "the ticket sees the same flag");
+
+        // Its park comes back to the workers at once (it would wait forever for an edge
+        // that was already spent), and the flag is consumed.
+        rig.handle.park(conn, &rig.limits(), false);
+        rig.admit_parcels();
+        assert_eq!(rig.ready.len(), 1, "readied: straight back to the workers");
+        assert_eq!(state(&rig.keeper, slot), "out");
+        assert_eq!(rig.keeper.parked, 0);
+        assert!(!rig.readied(slot), "handing it back consumed the flag");
+
+        // With the flag clear, the next park parks.
+        let conn = rig.take_job();
+        read_all_there_is(&conn);
+        rig.handle.park(conn, &rig.limits(), false);
+        rig.admit_parcels();
+        assert_eq!(rig.ready.len(), 0);
+        assert_eq!(state(&rig.keeper, slot), "parked");
+        assert_eq!(rig.keeper.parked, 1);
+    }
+
+    /// When the sleeping keeper's current sleep ends, relative to the connection's deadline.
+    #[derive(Debug, Clone, Copy)]
+    enum KeeperWakes {
+        BeforeDeadline,
+        AtDeadline,
+        AfterDeadline,
+        /// No deadline at all: it sleeps until an event or a wake-up.
+        Never,
+    }
+
+    #[test]
+    fn a_park_wakes_the_sleeping_keeper_only_when_it_must() {
+        struct Case {
+            name: &'static str,
+            first_park: bool,
+            interest_changed: bool,
+            readied: bool,
+            draining: bool,
+            keeper_wakes: KeeperWakes,
+            wakes: bool,
+        }
+        let quiet = Case {
+            name: "registered, same interest, nothing readied, deadline not before wake_at",
+            first_park: false,
+            interest_changed: false,
+            readied: false,
+            draining: false,
+            keeper_wakes: KeeperWakes::AtDeadline,
+            wakes: false,
+        };
+        let table = [
+            Case {
+                name: "the keeper wakes before the deadline anyway",
+                keeper_wakes: KeeperWakes::BeforeDeadline,
+                ..quiet
+            },
+            Case {
+                name: "first park: needs a registration",
+                first_park: true,
+                wakes: true,
+                ..quiet
+            },
+            Case {
+                name: "interest changed: needs EPOLL_CTL_MOD",
+                interest_changed: true,
+                wakes: true,
+                ..quiet
+            },
+            Case {
+                name: "readied while out: the edge is spent",
+                readied: true,
+                wakes: true,
+                ..quiet
+            },
+            Case {
+                name: "draining",
+                draining: true,
+                wakes: true,
+                ..quiet
+            },
+            Case {
+                name: "deadline before the keeper's wake-up",
+                keeper_wakes: KeeperWakes::AfterDeadline,
+                wakes: true,
+                ..quiet
+            },
+            Case {
+                name: "deadline while the keeper sleeps with none",
+                keeper_wakes: KeeperWakes::Never,
+                wakes: true,
+                ..quiet
+            },
+            quiet,
+        ];
+        for case in table {
+            let mut rig = Rig::new();
+            let (mut conn, _client) = if case.first_park {
+                rig.connect()
+            } else {
+                // Parked once before, and now back from a worker.
+                let (slot, _, client) = rig.park_new();
+                (rig.take_out(slot), client)
+            };
+            if let Some(ticket) = conn.ticket_mut() {
+                if case.interest_changed {
+                    // Registered for a slow reader's writability, now waiting for bytes.
+                    ticket.interest = Interest::WRITABLE;
+                }
+                ticket.readied.store(case.readied, Ordering::SeqCst);
+            }
+            let deadline = rig.handle.nanos(conn.deadline(&rig.limits()));
+            let tick = u64::try_from(TICK.as_nanos()).unwrap();
+            let wake_at = match case.keeper_wakes {
+                KeeperWakes::BeforeDeadline => deadline - tick,
+                KeeperWakes::AtDeadline => deadline,
+                KeeperWakes::AfterDeadline => deadline + tick,
+                KeeperWakes::Never => u64::MAX,
+            };
+            rig.handle.wake_at.store(wake_at, Ordering::SeqCst);
+            rig.handle.sleeping.store(true, Ordering::SeqCst);
+
+            rig.handle.park(conn, &rig.limits(), case.draining);
+
+            assert_eq!(rig.keeper.rx.len(), 1, "{}: handed over", case.name);
+            assert_eq!(rig.sleeping(), !case.wakes, "{}", case.name);
+        }
+    }
+
+    #[test]
+    fn a_late_gone_or_event_for_a_reused_slot_leaves_the_new_connection_alone() {
+        #[derive(Debug, Clone, Copy)]
+        enum Late {
+            Gone,
+            Event,
+        }
+        // (what comes late, whether the slot's new connection is out with a worker)
+        let table = [
+            (Late::Gone, true),
+            (Late::Gone, false),
+            (Late::Event, true),
+            (Late::Event, false),
+        ];
+        for (late, new_is_out) in table {
+            let name = format!("late {late:?}, new connection out: {new_is_out}");
+            let mut rig = Rig::new();
+            let (slot, old_reg, _old_client) = rig.park_new();
+            drop(rig.take_out(slot));
+            rig.admit_parcels();
+            let (reused, reg, _client) = rig.park_new();
+            assert_eq!((reused, state(&rig.keeper, slot)), (slot, "parked"));
+            assert_ne!(reg, old_reg, "a reused slot is a new registration");
+            let _conn = new_is_out.then(|| rig.take_out(slot));
+            let (before, parked) = (state(&rig.keeper, slot), rig.keeper.parked);
+
+            match late {
+                Late::Gone => rig.keeper.admit(Parcel::Gone { slot, reg: old_reg }),
+                Late::Event => rig.keeper.on_ready(slot, old_reg),
+            }
+
+            assert_eq!(state(&rig.keeper, slot), before, "{name}");
+            assert_eq!(rig.keeper.parked, parked, "{name}");
+            assert_eq!(rig.keeper.slots[slot].reg, reg, "{name}");
+            assert!(!rig.keeper.free.contains(&slot), "{name}: not freed");
+            assert_eq!(rig.ready.len(), 0, "{name}: not sent to the workers");
+            assert!(!rig.readied(slot), "{name}: not marked readied");
+        }
+    }
+
+    #[test]
+    fn a_dropped_ticket_frees_its_slot_for_a_new_registration() {
+        // (the slot's generation before the close, after it): it wraps within `REG_MASK`,
+        // so a token never collides with `WAKE`.
+        let table = [(0, 1), (REG_MASK, 0)];
+        for (reg, next) in table {
+            let mut rig = Rig::new();
+            let (slot, _, _client) = rig.park_new();
+            let mut conn = rig.take_out(slot);
+            rig.keeper.slots[slot].reg = reg;
+            conn.ticket_mut().unwrap().reg = reg;
+
+            drop(conn); // closed by a worker: the ticket sends `Gone`
+            assert_eq!(
+                state(&rig.keeper, slot),
+                "out",
+                "not before the parcel is read"
+            );
+            rig.admit_parcels();
+            assert_eq!(state(&rig.keeper, slot), "free", "reg {reg}");
+            assert_eq!(rig.keeper.slots[slot].reg, next, "reg {reg}: bumped");
+            assert_eq!(rig.keeper.free, [slot]);
+
+            let (reused, new_reg, _client) = rig.park_new();
+            assert_eq!(
+                (reused, new_reg),
+                (slot, next),
+                "reg {reg}: reused, new generation"
+            );
+            assert_ne!(token(reused, new_reg), WAKE);
+        }
+    }
+
+    #[test]
+    fn expire_skips_the_deadline_of_a_slots_previous_connection() {
+        let mut rig = Rig::new();
+        let (slot, _, _old_client) = rig.park_new();
+        let old = rig.take_out(slot);
+        let stale = old.deadline(&rig.limits());
+        drop(old);
+        rig.admit_parcels();
+        let (reused, _, _client) = rig.park_new();
+        assert_eq!(reused, slot);
+        let State::Parked(entry) = &rig.keeper.slots[slot].state else {
+            unreachable!()
+        };
+        let current = entry.deadline;
+        assert!(
+            stale < current,
+            "accepted later, so its head deadline is later"
+        );
+        assert_eq!(rig.keeper.heap.len(), 2, "the old entry is dropped lazily");
+
+        rig.keeper.expire(stale);
+        assert_eq!(
+            state(&rig.keeper, slot),
+            "parked",
+            "the old deadline is not its own"
+        );
+        assert_eq!(rig.shared.timeouts.load(Ordering::Relaxed), 0);
+        assert_eq!(rig.keeper.heap.len(), 1, "the stale entry is gone");
+
+        rig.keeper.expire(current - TICK);
+        assert_eq!(state(&rig.keeper, slot), "parked", "not yet");
+        rig.keeper.expire(current);
+        assert_eq!(
+            state(&rig.keeper, slot),
+            "out",
+            "its own deadline expires it"
+        );
+        assert_eq!(rig.keeper.parked, 0);
+        assert_eq!(rig.shared.timeouts.load(Ordering::Relaxed), 1);
+        rig.admit_parcels();
+        assert_eq!(
+            state(&rig.keeper, slot),
+            "free",
+            "closed: its ticket freed the slot"
+        );
+    }
+
+    #[test]
+    fn expire_skips_a_replaced_deadline_of_the_same_park() {
+        let mut rig = Rig::new();
+        let (slot, _, _client) = rig.park_new();
+        let State::Parked(entry) = &rig.keeper.slots[slot].state else {
+            unreachable!()
+        };
+        let (current, gen) = (entry.deadline, entry.gen);
+        // What a deadline moved later would leave behind: an entry of the same park (same
+        // generation) whose deadline is no longer the slot's. (Today a drain only moves
+        // deadlines earlier, and then the new entry comes first.)
+        let replaced = current - TICK;
+        rig.keeper.heap.push(Reverse((replaced, slot, gen)));
+
+        rig.keeper.expire(replaced);
+        assert_eq!(
+            state(&rig.keeper, slot),
+            "parked",
+            "the replaced deadline is skipped"
+        );
+        assert_eq!(rig.shared.timeouts.load(Ordering::Relaxed), 0);
+
+        rig.keeper.expire(current);
+        assert_eq!(
+            state(&rig.keeper, slot),
+            "out",
+            "the current deadline expires it"
+        );
+        assert_eq!(rig.shared.timeouts.load(Ordering::Relaxed), 1);
     }
 }

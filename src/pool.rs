@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{select, Receiver, Sender, TryRecvError};
 
 use crate::connection::{self, Conn, Load, Next};
-use crate::keeper::{Job, KeeperHandle, Parcel};
+use crate::keeper::{KeeperHandle, Parcel};
 use crate::state::Shared;
 
 /// Stack size of a worker. Serving is shallow (an iterative parser, no recursion, buffers on
@@ -44,6 +44,15 @@ const WORKER_STACK: usize = 512 * 1024;
 /// more worker. Only reached when every awake worker is stuck inside a request (a slow disk);
 /// short enough to be invisible next to a keep-alive round trip over a network.
 pub(crate) const STALL_AFTER: Duration = Duration::from_millis(1);
+
+/// A job for the workers.
+#[derive(Debug)]
+pub(crate) enum Job {
+    /// A connection with bytes ready (or buffered).
+    Serve(Conn),
+    /// Everything is closed: the worker may exit.
+    Exit,
+}
 
 /// Connections with bytes ready (from the keeper, or requeued by a worker), and the doorbell
 /// sleeping workers wait on. See the module docs for the wake-up rule.
@@ -138,7 +147,8 @@ impl ReadyQueue {
         true
     }
 
-    fn try_take(&self) -> Result<Job, TryRecvError> {
+    /// Takes the next job, if any, and counts it as progress for [`ReadyQueue::check_stall`].
+    pub fn try_take(&self) -> Result<Job, TryRecvError> {
         let job = self.rx.try_recv();
         if job.is_ok() {
             self.taken.fetch_add(1, Ordering::Relaxed);
