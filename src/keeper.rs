@@ -792,7 +792,7 @@ mod tests {
         fn new() -> Rig {
             let config = Config {
                 workers: WORKERS,
-                access_log: crate::access::Format::Off,
+                access_log: crate::config::AccessLog::Off,
                 ..Config::default()
             };
             let shared = Shared::new(config, Shutdown::new());
