@@ -1,18 +1,88 @@
 //! The access log: one line per request on stdout, apart from the diagnostic log (stderr,
 //! `RUST_LOG`), in the NCSA Combined format that log tools and fail2ban read, or as one JSON
-//! object per line. This module formats; `connection.rs` decides what is logged (health
-//! probes are not) and writes the line. The format itself is a setting ([`crate::config::AccessLog`]).
+//! object per line. This module keeps what a line needs from a request ([`Entry`]), formats
+//! it and writes it; `connection.rs` decides what is logged (health probes are not) and when
+//! (once the response is finished or abandoned, with the body bytes that went out). The
+//! format itself is a setting ([`crate::config::AccessLog`]).
 //!
 //! Every field that comes from the client is escaped, so a request cannot forge a second log
 //! line or break a JSON parser: in Combined, `"` and `\` get a backslash and every byte that
 //! is not printable ASCII becomes `\xHH` (nginx's rule); in JSON, strings follow RFC 8259
 //! (`\"`, `\\`, `\n`-style and `\u00HH` escapes; bytes that are not UTF-8 become U+FFFD).
 
+use std::cell::RefCell;
 use std::io::Write;
 use std::net::SocketAddr;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::AccessLog as Format;
+use crate::request::{RequestHead, Version};
+
+thread_local! {
+    /// Each worker's access-log line, reused.
+    static LINE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A request's fields for its access-log line, copied when the request is answered (the
+/// head is gone by the time the response is finished).
+#[derive(Debug, Clone)]
+pub struct Entry {
+    format: Format,
+    time: SystemTime,
+    request: String,
+    referer: Option<String>,
+    user_agent: Option<String>,
+    start: Instant,
+}
+
+impl Entry {
+    /// `None` when the access log is off; `head` is `None` for a request we could not parse.
+    /// `start` is when the request's head was complete.
+    pub fn new(format: Format, head: Option<&RequestHead>, start: Instant) -> Option<Entry> {
+        if format == Format::Off {
+            return None;
+        }
+        let field = |name| head.and_then(|h| h.headers.get(name)).map(str::to_string);
+        Some(Entry {
+            format,
+            time: SystemTime::now(),
+            request: head.map_or_else(|| "-".to_string(), request_line),
+            referer: field("referer"),
+            user_agent: field("user-agent"),
+            start,
+        })
+    }
+
+    /// Writes the line to stdout, with the status sent and the body bytes that went out.
+    /// stdout is line-buffered, so the line goes out in one `write`; a failed write (stdout
+    /// closed) is ignored: the log must not cost a request.
+    pub fn write(&self, peer: SocketAddr, status: u16, bytes: u64) {
+        let record = Record {
+            peer,
+            time: self.time,
+            request: &self.request,
+            status,
+            bytes,
+            referer: self.referer.as_deref(),
+            user_agent: self.user_agent.as_deref(),
+            duration: self.start.elapsed(),
+        };
+        LINE.with_borrow_mut(|line| {
+            line.clear();
+            format_into(self.format, &record, line);
+            let _ = std::io::stdout().lock().write_all(line);
+        });
+    }
+}
+
+/// The request line as received.
+fn request_line(head: &RequestHead) -> String {
+    let version = match head.version {
+        Version::Http10 => "HTTP/1.0",
+        Version::Http11 => "HTTP/1.1",
+    };
+    format!("{} {} {version}", head.method.as_str(), head.target)
+}
 
 /// One finished (or abandoned) request.
 #[derive(Debug, Clone)]

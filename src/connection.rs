@@ -20,9 +20,9 @@
 use std::io::{self, Read, Write};
 use std::net::{Shutdown as Half, SocketAddr, TcpStream};
 use std::sync::atomic::Ordering;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
-use crate::access;
+use crate::access::Entry;
 use crate::body::BodyDiscarder;
 use crate::config::{AccessLog, Limits, MAX_DISCARD_BODY};
 use crate::error::HttpError;
@@ -39,8 +39,6 @@ use crate::upload::Put;
 const MAX_REQUESTS_PER_TURN: u32 = 8;
 
 thread_local! {
-    /// Each worker's access-log line, reused.
-    static LOG_LINE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     /// Each worker's read buffer (one maximal head), zeroed once, reused for every read.
     static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
@@ -104,10 +102,8 @@ enum Then {
 #[derive(Debug)]
 struct Finish {
     status: Status,
-    /// What the access log needs; `None` for health probes (logged at debug) and when the
-    /// access log is off.
-    log: Option<LogInfo>,
-    start: Instant,
+    /// `None` for health probes (logged at debug) and when the access log is off.
+    log: Option<Entry>,
     /// Keep the connection open afterwards.
     keep: bool,
 }
@@ -118,8 +114,7 @@ struct Receiving {
     put: Put,
     version: Version,
     keep: KeepAlive,
-    log: Option<LogInfo>,
-    start: Instant,
+    log: Option<Entry>,
     /// No body progress by then: 408 (the head timeout, applied to each stall).
     deadline: Instant,
 }
@@ -153,33 +148,6 @@ impl KeepAlive {
 
     fn get(self) -> bool {
         self.0
-    }
-}
-
-/// The request's fields for its access-log line, copied when the request is answered.
-#[derive(Debug, Clone)]
-struct LogInfo {
-    format: AccessLog,
-    time: SystemTime,
-    request: String,
-    referer: Option<String>,
-    user_agent: Option<String>,
-}
-
-impl LogInfo {
-    /// `None` when the access log is off; `head` is `None` for a request we could not parse.
-    fn new(format: AccessLog, head: Option<&RequestHead>) -> Option<LogInfo> {
-        if format == AccessLog::Off {
-            return None;
-        }
-        let field = |name| head.and_then(|h| h.headers.get(name)).map(str::to_string);
-        Some(LogInfo {
-            format,
-            time: SystemTime::now(),
-            request: head.map_or_else(|| "-".to_string(), request_line),
-            referer: field("referer"),
-            user_agent: field("user-agent"),
-        })
     }
 }
 
@@ -347,11 +315,10 @@ impl Conn {
     }
 
     /// Makes `reply` the pending final response.
-    fn send(&mut self, reply: Reply, log: Option<LogInfo>, start: Instant) {
+    fn send(&mut self, reply: Reply, log: Option<Entry>) {
         let finish = Finish {
             status: reply.status,
             log,
-            start,
             keep: reply.keep,
         };
         self.write(reply.out, Then::Finish(finish));
@@ -382,6 +349,7 @@ pub(crate) trait Load {
 pub(crate) fn serve(mut conn: Conn, shared: &Shared, load: &dyn Load) -> Next {
     let limits = &shared.config.limits;
     let mut turn = 0u32;
+    let mut body_taken = 0u64;
     loop {
         match conn.phase {
             Phase::Write(_) => match flush(&mut conn, limits, load) {
@@ -394,9 +362,10 @@ pub(crate) fn serve(mut conn: Conn, shared: &Shared, load: &dyn Load) -> Next {
                     if turn >= MAX_REQUESTS_PER_TURN && load.others_waiting() {
                         return Next::Requeue(conn);
                     }
+                    continue;
                 }
                 Ok(Flush::Done { keep: false }) => return close(conn),
-                Ok(Flush::Interim) => {}
+                Ok(Flush::Interim) => continue,
                 Ok(Flush::Park) => return Next::Park(conn),
                 Ok(Flush::Requeue) => return Next::Requeue(conn),
                 Err(e) => {
@@ -404,46 +373,55 @@ pub(crate) fn serve(mut conn: Conn, shared: &Shared, load: &dyn Load) -> Next {
                     return Next::Done;
                 }
             },
-            Phase::Body(_) => match drive_upload(&mut conn, shared, load) {
-                Drive::Answered => {}
-                Drive::Park => return Next::Park(conn),
-                Drive::Requeue => return Next::Requeue(conn),
-                Drive::Gone => return Next::Done,
+            Phase::Body(_) => match feed_upload(&mut conn, shared) {
+                Some(n) => {
+                    // Fairness, as for downloads: a fast uploader yields its worker every
+                    // turn's worth.
+                    body_taken += n as u64;
+                    if body_taken >= TURN_BUDGET && load.others_waiting() {
+                        return Next::Requeue(conn);
+                    }
+                }
+                None => continue, // answered
             },
-            Phase::Head => {
-                if !conn.buf.is_empty() {
-                    match request::parse(&conn.buf, &mut conn.resume, limits) {
-                        Ok(Parse::Complete { head, len }) => {
-                            conn.consume(len);
-                            exchange(&mut conn, head, shared, load);
-                            turn += 1;
-                            continue;
-                        }
-                        Ok(Parse::Partial) => {
-                            conn.skip_empty_lines();
-                            if !conn.buf.is_empty()
-                                && conn.head_deadline.is_some_and(|d| Instant::now() >= d)
-                            {
-                                fail(&mut conn, HttpError::HeadTimeout, shared);
-                                continue;
-                            }
-                        }
-                        Err(e) => {
-                            fail(&mut conn, e, shared);
-                            continue;
-                        }
+            Phase::Head if conn.buf.is_empty() => {}
+            Phase::Head => match request::parse(&conn.buf, &mut conn.resume, limits) {
+                Ok(Parse::Complete { head, len }) => {
+                    conn.consume(len);
+                    exchange(&mut conn, head, shared, load);
+                    turn += 1;
+                    continue;
+                }
+                Ok(Parse::Partial) => {
+                    conn.skip_empty_lines();
+                    if !conn.buf.is_empty()
+                        && conn.head_deadline.is_some_and(|d| Instant::now() >= d)
+                    {
+                        fail(&mut conn, HttpError::HeadTimeout, shared);
+                        continue;
                     }
                 }
-                match conn.read_ready(limits) {
-                    Ok(0) => return Next::Done,
-                    Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Next::Park(conn),
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        log::debug!("{}: read failed: {e}", conn.peer);
-                        return Next::Done;
-                    }
+                Err(e) => {
+                    fail(&mut conn, e, shared);
+                    continue;
                 }
+            },
+        }
+        // Everything buffered is used: one read that does not wait, for a head or a body.
+        match conn.read_ready(limits) {
+            Ok(0) => {
+                if conn.waiting() == Waiting::Body {
+                    // The temporary file goes with the upload.
+                    log::debug!("{}: upload aborted by the client", conn.peer);
+                }
+                return Next::Done;
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Next::Park(conn),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                log::debug!("{}: read failed: {e}", conn.peer);
+                return Next::Done;
             }
         }
     }
@@ -524,8 +502,8 @@ fn abandon(peer: SocketAddr, pending: &Pending) {
 
 /// The access-log line of a finished (or abandoned) response.
 fn log_done(peer: SocketAddr, finish: &Finish, body_bytes: u64) {
-    if let Some(info) = &finish.log {
-        access_log(peer, info, finish.status, body_bytes, finish.start);
+    if let Some(entry) = &finish.log {
+        entry.write(peer, finish.status.code(), body_bytes);
     }
 }
 
@@ -547,8 +525,8 @@ fn fail(conn: &mut Conn, err: HttpError, shared: &Shared) {
     log::debug!("{}: {err:?}", conn.peer);
     shared.requests.fetch_add(1, Ordering::Relaxed);
     conn.unread_input = true;
-    let log = LogInfo::new(shared.config.access_log, None);
-    conn.send(handler::malformed(&err), log, Instant::now());
+    let log = Entry::new(shared.config.access_log, None, Instant::now());
+    conn.send(handler::malformed(&err), log);
 }
 
 /// Answers one parsed request: decides keep-alive, starts an upload or has the handler build
@@ -578,9 +556,9 @@ fn exchange(conn: &mut Conn, head: RequestHead, shared: &Shared, load: &dyn Load
         log::debug!("{} health probe: {}", conn.peer, reply.status.code());
         None
     } else {
-        LogInfo::new(shared.config.access_log, Some(&head))
+        Entry::new(shared.config.access_log, Some(&head), start)
     };
-    conn.send(reply, log, start);
+    conn.send(reply, log);
 }
 
 /// RFC 9112 §6.3: a body we will not use must still be consumed, or it would be read as the
@@ -618,8 +596,7 @@ fn receive(
         put,
         version: head.version,
         keep,
-        log: LogInfo::new(shared.config.access_log, Some(head)),
-        start,
+        log: Entry::new(shared.config.access_log, Some(head), start),
         deadline: Instant::now() + shared.config.limits.head_timeout,
     });
     if head.expect_continue {
@@ -630,63 +607,31 @@ fn receive(
     }
 }
 
-/// Where an upload got to.
-enum Drive {
-    /// Finished or refused: its answer is pending.
-    Answered,
-    /// Waiting for more of the body.
-    Park,
-    /// A turn's worth of body was taken and others wait for a worker.
-    Requeue,
-    /// The client went away (the temporary file is gone with the upload).
-    Gone,
-}
-
-/// Feeds the body bytes that have arrived into the upload, reading what is there without
-/// waiting; commits and answers when the body is complete.
-fn drive_upload(conn: &mut Conn, shared: &Shared, load: &dyn Load) -> Drive {
-    let limits = &shared.config.limits;
-    let mut taken = 0u64;
-    loop {
-        // Fed even with nothing buffered: an empty body (`Content-Length: 0`) is complete
-        // before any byte arrives.
-        let Phase::Body(receiving) = &mut conn.phase else {
-            return Drive::Answered;
-        };
-        match receiving.put.feed(&conn.buf) {
-            Ok((n, done)) => {
-                if n > 0 {
-                    receiving.deadline = Instant::now() + limits.head_timeout;
-                }
-                conn.consume(n);
-                taken += n as u64;
-                if done {
-                    answer_upload(conn, None, shared);
-                    return Drive::Answered;
-                }
+/// Feeds the body bytes buffered into the upload; commits and answers when the body is
+/// complete or refused (`None`), else says how many bytes it took. Fed even with nothing
+/// buffered: an empty body (`Content-Length: 0`) is complete before any byte arrives.
+fn feed_upload(conn: &mut Conn, shared: &Shared) -> Option<usize> {
+    let Phase::Body(receiving) = &mut conn.phase else {
+        return None;
+    };
+    match receiving.put.feed(&conn.buf) {
+        Ok((n, done)) => {
+            if n > 0 {
+                receiving.deadline = Instant::now() + shared.config.limits.head_timeout;
             }
-            Err(e) => {
-                // Malformed or too large: what follows cannot be trusted; answer, close.
-                conn.unread_input = true;
-                answer_upload(conn, Some(e), shared);
-                return Drive::Answered;
+            conn.consume(n);
+            if !done {
+                return Some(n);
             }
+            answer_upload(conn, None, shared);
         }
-        // Fairness, as for downloads: a fast uploader yields its worker every turn's worth.
-        if taken >= TURN_BUDGET && load.others_waiting() {
-            return Drive::Requeue;
-        }
-        match conn.read_ready(limits) {
-            Ok(0) => {
-                log::debug!("{}: upload aborted by the client", conn.peer);
-                return Drive::Gone;
-            }
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Drive::Park,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => return Drive::Gone,
+        Err(e) => {
+            // Malformed or too large: what follows cannot be trusted; answer, close.
+            conn.unread_input = true;
+            answer_upload(conn, Some(e), shared);
         }
     }
+    None
 }
 
 /// Commits a complete upload (or drops a refused one, which removes its temporary file) and
@@ -700,7 +645,6 @@ fn answer_upload(conn: &mut Conn, refused: Option<HttpError>, shared: &Shared) {
         version,
         mut keep,
         log,
-        start,
         ..
     } = *receiving;
     let result = match refused {
@@ -712,36 +656,7 @@ fn answer_upload(conn: &mut Conn, refused: Option<HttpError>, shared: &Shared) {
     };
     keep.recheck(conn, shared);
     conn.idle_since = Instant::now();
-    conn.send(handler::put_reply(version, keep.get(), result), log, start);
-}
-
-fn request_line(head: &RequestHead) -> String {
-    let version = match head.version {
-        Version::Http10 => "HTTP/1.0",
-        Version::Http11 => "HTTP/1.1",
-    };
-    format!("{} {} {version}", head.method.as_str(), head.target)
-}
-
-/// Writes one access-log line to stdout (see [`access`]). stdout is line-buffered, so the
-/// line goes out in one `write`; a failed write (stdout closed) is ignored: the log must not
-/// cost a request.
-fn access_log(peer: SocketAddr, info: &LogInfo, status: Status, bytes: u64, start: Instant) {
-    let record = access::Record {
-        peer,
-        time: info.time,
-        request: &info.request,
-        status: status.code(),
-        bytes,
-        referer: info.referer.as_deref(),
-        user_agent: info.user_agent.as_deref(),
-        duration: start.elapsed(),
-    };
-    LOG_LINE.with_borrow_mut(|line| {
-        line.clear();
-        access::format_into(info.format, &record, line);
-        let _ = io::stdout().lock().write_all(line);
-    });
+    conn.send(handler::put_reply(version, keep.get(), result), log);
 }
 
 /// The keeper's verdict on a connection whose deadline passed while parked: a partial head
@@ -763,19 +678,16 @@ pub(crate) fn expire(mut conn: Conn, format: AccessLog) -> Option<Lingering> {
             return None;
         }
     }
-    let start = Instant::now();
+    let log = Entry::new(format, None, Instant::now());
     let status = HttpError::HeadTimeout.status();
     let (bytes, body) = response::status_response(status, false, Some("close"), &[]);
     let complete = (&conn.stream).write(&bytes).is_ok_and(|n| n == bytes.len());
-    if let Some(info) = LogInfo::new(format, None) {
-        access_log(
-            conn.peer,
-            &info,
-            status,
-            if complete { body } else { 0 },
-            start,
-        );
+    if let Some(entry) = log {
+        entry.write(conn.peer, status.code(), if complete { body } else { 0 });
     }
     let _ = conn.stream.shutdown(Half::Write);
     complete.then(|| conn.into_linger())
 }
+
+#[cfg(test)]
+mod tests;

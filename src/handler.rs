@@ -648,3 +648,6 @@ fn connection_header(out: &mut Head, version: Version, keep: bool) {
         out.header("Connection", c);
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -20,7 +20,6 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, IoSlice, Read, Seek, SeekFrom, Write};
-use std::net::TcpStream;
 use std::os::unix::fs::FileExt;
 
 use std::sync::Arc;
@@ -180,10 +179,10 @@ impl Outgoing {
         self.written.saturating_sub(self.head_len)
     }
 
-    /// Writes to the non-blocking `stream` until done, blocked, or `budget` bytes are sent.
-    /// An error means the connection is unusable (the client left, or the file shrank so
-    /// the promised Content-Length cannot be kept).
-    pub fn pump(&mut self, stream: &mut TcpStream, budget: u64) -> io::Result<Sent> {
+    /// Writes to the non-blocking `stream` (a client socket; a `Vec` in tests) until done,
+    /// blocked, or `budget` bytes are sent. An error means the connection is unusable (the
+    /// client left, or the file shrank so the promised Content-Length cannot be kept).
+    pub fn pump(&mut self, stream: &mut impl Write, budget: u64) -> io::Result<Sent> {
         let mut spent = 0u64;
         while !self.parts.is_empty() {
             if spent >= budget {
@@ -291,7 +290,7 @@ fn copy_range(
     file: &File,
     offset: u64,
     len: u64,
-    stream: &mut TcpStream,
+    stream: &mut impl Write,
 ) -> io::Result<(u64, bool)> {
     CHUNK.with_borrow_mut(|buf| {
         if buf.len() < COPY_CHUNK {
@@ -321,7 +320,7 @@ fn shrank() -> io::Error {
 mod tests {
     use super::*;
     use crate::conditional::{multipart_layout, ByteRange};
-    use std::net::TcpListener;
+    use std::net::{TcpListener, TcpStream};
     use std::time::Duration;
 
     /// The unwritten in-memory bytes, part by part.

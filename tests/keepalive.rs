@@ -317,3 +317,26 @@ fn bytes_that_arrive_while_a_worker_has_the_connection_are_answered_promptly() {
         "request 3 waited {waited:?}"
     );
 }
+
+/// Issue 14: an empty line between requests (RFC 9112 §2.2, which asks servers to ignore at
+/// least one) is not the start of a head: the connection stays idle on its keep-alive
+/// deadline, so a request sent after the head timeout is answered, not met with 408.
+#[test]
+fn an_empty_line_between_requests_leaves_the_connection_idle() {
+    let d = site();
+    let mut c = support::config(&d.path);
+    c.limits.head_timeout = Duration::from_millis(200);
+    c.limits.keep_alive_timeout = Duration::from_secs(10);
+    let srv = TestServer::with_config(c);
+    let mut s = srv.connect();
+    s.write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut s, false).unwrap().status, 200);
+    s.write_all(b"\r\n").unwrap();
+    // Longer than the head timeout: a head started by the empty line would get 408 by now.
+    std::thread::sleep(Duration::from_millis(600));
+    s.write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let r = read_response(&mut s, false).expect("an answer on the same connection");
+    assert_eq!((r.status, r.text().as_str()), (200, "aaa\n"));
+}
