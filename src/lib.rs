@@ -25,12 +25,16 @@
 //! discarding unused bodies, decoding uploads), [`resolve`] (URL path → file, safely, for
 //! reads and writes), [`conditional`] (validators, preconditions, ranges), [`encoding`]
 //! (choosing a precompressed sidecar), [`mime`], [`http_date`], [`access`] (access-log
-//! lines), [`config`] (limits, CLI and environment). Files: `cache` (small-file cache) and
-//! `upload` (atomic PUT). Sockets: `connection` (one connection while a worker holds it),
+//! lines), [`config`] (limits, CLI and environment). The answer: `handler` (a parsed request
+//! → a reply: method, health, cache, path, representation, conditionals and ranges, pages;
+//! no socket, keeper or pool). Files: `cache` (small files and the configured pages) and
+//! `upload` (PUT and DELETE decisions, atomic uploads). Sockets: `connection` (one
+//! connection while a worker holds it: its phase, reading, the keep-alive rule, expiry),
 //! `outgoing` (resumable responses) and `keeper` (parked connections; a socket stays
 //! registered from its first park to its close). Threads: `server` (acceptor, drain), `pool`
-//! (workers, and the rule for how many of them to wake), `keeper` and [`shutdown`]. Errors: [`error`], where
-//! one `match` maps request errors to statuses. Wire format: [`response`].
+//! (workers, the ready queue and its jobs, and the rule for how many workers to wake),
+//! `keeper` and [`shutdown`]. Errors: [`error`], where one `match` maps request errors to
+//! statuses. Wire format: [`response`].
 //!
 //! # Embedding
 //! ```
