@@ -12,7 +12,11 @@
 # bench/lighttpd.conf: one worker, no access log, sendfile, 100000 keep-alive requests).
 #
 # Usage: bench/run.sh                 (env: DURATION=10 ROUNDS=3 WARMUP=1 OUT=/tmp/bench-results.md
-#                                      SCENARIOS="S1 S2 S3 S4 S5 S6" PORT_BASE=18400)
+#                                      SCENARIOS="S1 S2 S3 S4 S5 S6" PORT_BASE=18400 BASELINE_BIN=)
+#        BASELINE_BIN=/path/to/poolserve bench/run.sh
+#                                     also runs that binary as "poolserve-base" (same flags as
+#                                     poolserve) in S1-S5, side by side with this checkout's build,
+#                                     e.g. a release build of the previous commit, to spot regressions
 # Needs 2+ CPUs, cargo, python3; installs nginx-light, lighttpd, wrk, time with apt-get when missing.
 # Measuring notes:
 # - Each scenario starts its servers fresh and stops them after its last round, so peak RSS
@@ -30,12 +34,14 @@ WARMUP=${WARMUP:-1}
 OUT=${OUT:-/tmp/bench-results.md}
 SCENARIOS=${SCENARIOS:-"S1 S2 S3 S4 S5 S6"}
 PORT_BASE=${PORT_BASE:-18400}
+BASELINE_BIN=${BASELINE_BIN:-}
 SERVER_CPU=1
 CLIENT_CPU=0
 
 BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(dirname "$BENCH")
 COMMAND="DURATION=$DURATION ROUNDS=$ROUNDS WARMUP=$WARMUP SCENARIOS=\"$SCENARIOS\" bench/run.sh"
+[[ -n $BASELINE_BIN ]] && COMMAND="BASELINE_BIN=$BASELINE_BIN $COMMAND"
 
 log() { printf '[bench] %s\n' "$*" >&2; }
 die() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }
@@ -44,6 +50,10 @@ die() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer, got '$ROUNDS'"
 [[ $WARMUP =~ ^[0-9]+$ ]] || die "WARMUP must be whole seconds (0 = none), got '$WARMUP'"
 (( ROUNDS >= 3 )) || log "warning: ROUNDS=$ROUNDS; the issue asks for at least 3 for a report"
+if [[ -n $BASELINE_BIN ]]; then
+    [[ -x $BASELINE_BIN && -f $BASELINE_BIN ]] || die "BASELINE_BIN=$BASELINE_BIN is not an executable file"
+    BASELINE_BIN=$(realpath "$BASELINE_BIN")
+fi
 (( $(nproc) >= 2 )) || die "needs at least 2 CPUs (server on CPU $SERVER_CPU, wrk on CPU $CLIENT_CPU)"
 
 # ---- tools -------------------------------------------------------------------------------
@@ -120,17 +130,19 @@ render() {  # render TEMPLATE DEST DIR PORT: fill the @...@ placeholders of a co
         "$1" >"$2"
 }
 
-# start_server NAME PORT: NAME is poolserve, poolserve-wN, nginx, nginx-cache or lighttpd
+# start_server NAME PORT: NAME is poolserve, poolserve-wN, poolserve-base (BASELINE_BIN), nginx,
+# nginx-cache or lighttpd
 start_server() {
     local name=$1 port=$2 dir=$TMP/$1 pid i errlog
     mkdir -p "$dir"
     port_open "$port" && die "port $port is already in use (set PORT_BASE to a free range)"
     case $name in
-        poolserve | poolserve-w*)
-            local workers=()
+        poolserve | poolserve-w* | poolserve-base)
+            local workers=() bin=$POOLSERVE
             [[ $name == poolserve-w* ]] && workers=(--workers "${name#poolserve-w}")
+            [[ $name == poolserve-base ]] && bin=$BASELINE_BIN
             errlog=$dir/stderr.log
-            RUST_LOG=warn taskset -c "$SERVER_CPU" "$POOLSERVE" --root "$ROOT" --access-log off \
+            RUST_LOG=warn taskset -c "$SERVER_CPU" "$bin" --root "$ROOT" --access-log off \
                 --addr "127.0.0.1:$port" --max-requests 100000 "${workers[@]}" \
                 >"$dir/stdout.log" 2>"$errlog" &
             ;;
@@ -239,6 +251,7 @@ scenario() {
 }
 
 MAIN="poolserve nginx nginx-cache lighttpd"
+[[ -n $BASELINE_BIN ]] && MAIN="poolserve poolserve-base nginx nginx-cache lighttpd"
 for id in $SCENARIOS; do
     case $id in
         S1) scenario S1 /2k.bin 64 "$MAIN" ;;
@@ -265,6 +278,10 @@ rev=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
         "peak RSS is VmHWM of the serving process (nginx: its one worker; CPU counts master + worker)."
     echo "poolserve: default options (${POOLSERVE_INFO:-see --help}) plus --max-requests 100000," \
         "the keep-alive request limit nginx and lighttpd get; S6 sets --workers 1 and 2."
+    if [[ -n $BASELINE_BIN ]]; then
+        base_rev=$(git -C "$(dirname "$BASELINE_BIN")" rev-parse --short HEAD 2>/dev/null || echo unknown)
+        echo "poolserve-base: $BASELINE_BIN (checkout at $base_rev), same options as poolserve (S1-S5)."
+    fi
     echo
     python3 "$BENCH/report.py" table "$TMP/runs.tsv" "$TMP/rss.tsv"
 } >"$OUT.tmp" || die "report failed"
