@@ -1,6 +1,13 @@
 //! The access log: one line per request on stdout, apart from the diagnostic log (stderr,
 //! `RUST_LOG`), in the NCSA Combined format that log tools and fail2ban read, or as one JSON
-//! object per line. This module keeps what a line needs from a request ([`Entry`]), formats
+//! object per line.
+//!
+//! A slow log reader never slows serving: a worker formats its line and hands it to a
+//! bounded queue ([`Sink`]) without waiting; one `access-log` thread writes the queue to
+//! stdout. When the reader stalls (a full pipe: `poolserve | sleep 60`, a container runtime
+//! or journald under pressure), the queue fills and further lines are dropped and counted
+//! (`log_dropped` in the stats line, a warning on stderr at most once per
+//! [`DROP_WARN_INTERVAL`]); when it reads again, lines flow again. This module keeps what a line needs from a request ([`Entry`]), formats
 //! it and writes it; `connection.rs` decides what is logged (health probes are not) and when
 //! (once the response is finished or abandoned, with the body bytes that went out). The
 //! format itself is a setting ([`crate::config::AccessLog`]).
@@ -10,17 +17,126 @@
 //! is not printable ASCII becomes `\xHH` (nginx's rule); in JSON, strings follow RFC 8259
 //! (`\"`, `\\`, `\n`-style and `\u00HH` escapes; bytes that are not UTF-8 become U+FFFD).
 
-use std::cell::RefCell;
 use std::io::Write;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::config::AccessLog as Format;
 use crate::request::{RequestHead, Version};
 
-thread_local! {
-    /// Each worker's access-log line, reused.
-    static LINE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+/// Lines the queue holds for the logger thread; more are dropped. At about 200 bytes a line
+/// this bounds the queue near 1 MiB, and at 150,000 requests a second it rides out a reader
+/// that pauses for 25 ms, while a reader that stops for good costs no more memory than that.
+pub const LOG_QUEUE_LINES: usize = 4096;
+/// At most one warning about dropped lines per this interval: stderr may be as slow as
+/// stdout, and one line every ten seconds says all there is to say.
+pub const DROP_WARN_INTERVAL: Duration = Duration::from_secs(10);
+/// Bytes the logger thread gathers from the queue into one `write`.
+const WRITE_BATCH: usize = 64 * 1024;
+
+/// The workers' end of the access log: a bounded queue of formatted lines, and what was
+/// dropped because it was full.
+#[derive(Debug)]
+pub struct Sink {
+    tx: Sender<Vec<u8>>,
+    rx: Receiver<Vec<u8>>,
+    dropped: AtomicU64,
+    /// When the last warning about dropped lines went out, in ms since `epoch` (0: never).
+    warned_at: AtomicU64,
+    epoch: Instant,
+}
+
+impl Default for Sink {
+    fn default() -> Sink {
+        Sink::new(LOG_QUEUE_LINES)
+    }
+}
+
+impl Sink {
+    /// A queue of `lines` lines.
+    pub fn new(lines: usize) -> Sink {
+        let (tx, rx) = crossbeam_channel::bounded(lines.max(1));
+        Sink {
+            tx,
+            rx,
+            dropped: AtomicU64::new(0),
+            warned_at: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+
+    /// Lines dropped since start because the queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Queues a line without waiting; a full queue drops it (counted, and warned about).
+    fn push(&self, line: Vec<u8>) {
+        match self.tx.try_send(line) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                self.warn(dropped);
+            }
+        }
+    }
+
+    /// A warning on stderr, at most once per [`DROP_WARN_INTERVAL`] across all threads.
+    fn warn(&self, dropped: u64) {
+        let now = u64::try_from(self.epoch.elapsed().as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let last = self.warned_at.load(Ordering::Relaxed);
+        let interval = DROP_WARN_INTERVAL.as_millis() as u64;
+        if last != 0 && now.saturating_sub(last) < interval {
+            return;
+        }
+        if self
+            .warned_at
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            log::warn!(
+                "access log: stdout is not keeping up; {dropped} line(s) dropped since start"
+            );
+        }
+    }
+
+    /// The logger thread's loop: writes queued lines to `out`, gathering what is queued into
+    /// one write, until `stop` says so and the queue is empty (or `stop` says to give up).
+    pub(crate) fn drain_to(&self, out: &mut impl Write, stop: &Receiver<Instant>) {
+        let mut batch = Vec::with_capacity(WRITE_BATCH);
+        let mut until: Option<Instant> = None;
+        loop {
+            let line = match until {
+                None => crossbeam_channel::select! {
+                    recv(self.rx) -> line => line.ok(),
+                    recv(stop) -> deadline => {
+                        until = Some(deadline.unwrap_or_else(|_| Instant::now()));
+                        continue;
+                    }
+                },
+                // Stopping: what is queued still goes out, until the deadline.
+                Some(deadline) if Instant::now() < deadline => self.rx.try_recv().ok(),
+                Some(_) => None,
+            };
+            let Some(line) = line else { return };
+            batch.clear();
+            batch.extend_from_slice(&line);
+            while batch.len() < WRITE_BATCH {
+                match self.rx.try_recv() {
+                    Ok(line) => batch.extend_from_slice(&line),
+                    Err(_) => break,
+                }
+            }
+            // A failed write (stdout closed) loses the batch: the log must not cost a
+            // request, and there is nobody to tell but stderr.
+            let _ = out.write_all(&batch).and_then(|()| out.flush());
+        }
+    }
 }
 
 /// A request's fields for its access-log line, copied when the request is answered (the
@@ -53,10 +169,9 @@ impl Entry {
         })
     }
 
-    /// Writes the line to stdout, with the status sent and the body bytes that went out.
-    /// stdout is line-buffered, so the line goes out in one `write`; a failed write (stdout
-    /// closed) is ignored: the log must not cost a request.
-    pub fn write(&self, peer: SocketAddr, status: u16, bytes: u64) {
+    /// Queues the line, with the status sent and the body bytes that went out, for the
+    /// logger thread (never waits; see [`Sink`]).
+    pub fn write(&self, sink: &Sink, peer: SocketAddr, status: u16, bytes: u64) {
         let record = Record {
             peer,
             time: self.time,
@@ -67,13 +182,14 @@ impl Entry {
             user_agent: self.user_agent.as_deref(),
             duration: self.start.elapsed(),
         };
-        LINE.with_borrow_mut(|line| {
-            line.clear();
-            format_into(self.format, &record, line);
-            let _ = std::io::stdout().lock().write_all(line);
-        });
+        let mut line = Vec::with_capacity(LINE_CAPACITY);
+        format_into(self.format, &record, &mut line);
+        sink.push(line);
     }
 }
+
+/// Room for a typical line at once (a long user agent grows it).
+const LINE_CAPACITY: usize = 256;
 
 /// The request line as received.
 fn request_line(head: &RequestHead) -> String {
@@ -194,6 +310,47 @@ fn json_string(s: &str, out: &mut Vec<u8>) {
 mod tests {
     use super::*;
     use std::time::UNIX_EPOCH;
+
+    #[test]
+    fn a_full_queue_drops_and_counts_and_never_waits() {
+        let sink = Sink::new(3);
+        for i in 0..10u8 {
+            sink.push(vec![b'0' + i, b'\n']);
+        }
+        assert_eq!(sink.dropped(), 7, "three queued, the rest dropped");
+        let first_warning = sink.warned_at.load(Ordering::Relaxed);
+        assert_ne!(first_warning, 0, "the first drop warns");
+        sink.push(b"x\n".to_vec());
+        assert_eq!(
+            sink.warned_at.load(Ordering::Relaxed),
+            first_warning,
+            "not again so soon"
+        );
+
+        // The logger writes what was queued, in order, in one batch, and stops when told.
+        let (stop_tx, stop_rx) = crossbeam_channel::bounded(1);
+        stop_tx
+            .send(Instant::now() + Duration::from_secs(5))
+            .unwrap();
+        let mut out = Vec::new();
+        sink.drain_to(&mut out, &stop_rx);
+        assert_eq!(out, b"0\n1\n2\n");
+        // Room again: lines flow again.
+        sink.push(b"later\n".to_vec());
+        assert_eq!(sink.dropped(), 8);
+        stop_tx
+            .send(Instant::now() + Duration::from_secs(5))
+            .unwrap();
+        let mut out = Vec::new();
+        sink.drain_to(&mut out, &stop_rx);
+        assert_eq!(out, b"later\n");
+        // A stop whose deadline has passed writes nothing more.
+        sink.push(b"late\n".to_vec());
+        stop_tx.send(Instant::now()).unwrap();
+        let mut out = Vec::new();
+        sink.drain_to(&mut out, &stop_rx);
+        assert!(out.len() <= b"late\n".len());
+    }
 
     fn record<'a>(request: &'a str, referer: Option<&'a str>, ua: Option<&'a str>) -> Record<'a> {
         Record {

@@ -24,7 +24,7 @@ use std::time::Instant;
 
 use crate::access::Entry;
 use crate::body::BodyDiscarder;
-use crate::config::{AccessLog, Limits, MAX_DISCARD_BODY};
+use crate::config::{Limits, MAX_DISCARD_BODY};
 use crate::error::HttpError;
 use crate::handler::{self, Reply, CONTINUE};
 use crate::keeper::{Lingering, Ticket};
@@ -352,7 +352,7 @@ pub(crate) fn serve(mut conn: Conn, shared: &Shared, load: &dyn Load) -> Next {
     let mut body_taken = 0u64;
     loop {
         match conn.phase {
-            Phase::Write(_) => match flush(&mut conn, limits, load) {
+            Phase::Write(_) => match flush(&mut conn, shared, load) {
                 // Nothing buffered after a response: park without trying a read. A client
                 // that waits for each response cannot have sent the next request yet, so the
                 // read would only say "would block"; if bytes did arrive meanwhile, the
@@ -440,7 +440,8 @@ enum Flush {
 }
 
 /// Writes the pending bytes as far as the socket allows.
-fn flush(conn: &mut Conn, limits: &Limits, load: &dyn Load) -> io::Result<Flush> {
+fn flush(conn: &mut Conn, shared: &Shared, load: &dyn Load) -> io::Result<Flush> {
+    let limits = &shared.config.limits;
     let Phase::Write(pending) = &mut conn.phase else {
         return Ok(Flush::Done { keep: true });
     };
@@ -464,7 +465,7 @@ fn flush(conn: &mut Conn, limits: &Limits, load: &dyn Load) -> io::Result<Flush>
             }
             Ok(Sent::Budget) => {}
             Err(e) => {
-                abandon(conn.peer, pending);
+                abandon(shared, conn.peer, pending);
                 return Err(e);
             }
         }
@@ -479,7 +480,7 @@ fn flush(conn: &mut Conn, limits: &Limits, load: &dyn Load) -> io::Result<Flush>
             Ok(Flush::Interim)
         }
         Then::Finish(finish) => {
-            log_done(conn.peer, &finish, pending.out.body_written());
+            log_done(shared, conn.peer, &finish, pending.out.body_written());
             conn.idle_since = Instant::now();
             conn.head_deadline = if conn.buf.is_empty() {
                 None
@@ -494,16 +495,16 @@ fn flush(conn: &mut Conn, limits: &Limits, load: &dyn Load) -> io::Result<Flush>
 /// Logs a response given up on (the client went away or stalled), with the body bytes that
 /// actually went out; an unfinished `100 Continue` is not a response (its upload's temporary
 /// file goes with the connection).
-fn abandon(peer: SocketAddr, pending: &Pending) {
+fn abandon(shared: &Shared, peer: SocketAddr, pending: &Pending) {
     if let Then::Finish(finish) = &pending.then {
-        log_done(peer, finish, pending.out.body_written());
+        log_done(shared, peer, finish, pending.out.body_written());
     }
 }
 
 /// The access-log line of a finished (or abandoned) response.
-fn log_done(peer: SocketAddr, finish: &Finish, body_bytes: u64) {
+fn log_done(shared: &Shared, peer: SocketAddr, finish: &Finish, body_bytes: u64) {
     if let Some(entry) = &finish.log {
-        entry.write(peer, finish.status.code(), body_bytes);
+        entry.write(&shared.access, peer, finish.status.code(), body_bytes);
     }
 }
 
@@ -664,7 +665,7 @@ fn answer_upload(conn: &mut Conn, refused: Option<HttpError>, shared: &Shared) {
 /// quietly, as nginx does for keep-alive; a response stalled longer than the write timeout is
 /// abandoned (logged with the bytes that went out). The socket is non-blocking, so the keeper
 /// never waits on the 408: a client that does not even read 200 bytes loses it.
-pub(crate) fn expire(mut conn: Conn, format: AccessLog) -> Option<Lingering> {
+pub(crate) fn expire(mut conn: Conn, shared: &Shared) -> Option<Lingering> {
     match &conn.phase {
         Phase::Head if conn.waiting() == Waiting::Head => {}
         Phase::Head => return None,
@@ -674,16 +675,21 @@ pub(crate) fn expire(mut conn: Conn, format: AccessLog) -> Option<Lingering> {
         }
         Phase::Write(pending) => {
             log::debug!("{}: write stalled, closing", conn.peer);
-            abandon(conn.peer, pending);
+            abandon(shared, conn.peer, pending);
             return None;
         }
     }
-    let log = Entry::new(format, None, Instant::now());
+    let log = Entry::new(shared.config.access_log, None, Instant::now());
     let status = HttpError::HeadTimeout.status();
     let (bytes, body) = response::status_response(status, false, Some("close"), &[]);
     let complete = (&conn.stream).write(&bytes).is_ok_and(|n| n == bytes.len());
     if let Some(entry) = log {
-        entry.write(conn.peer, status.code(), if complete { body } else { 0 });
+        entry.write(
+            &shared.access,
+            conn.peer,
+            status.code(),
+            if complete { body } else { 0 },
+        );
     }
     let _ = conn.stream.shutdown(Half::Write);
     complete.then(|| conn.into_linger())

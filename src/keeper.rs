@@ -25,7 +25,10 @@
 //! Ready → the connection goes back to the workers through the ready queue (which workers
 //! prefer over new connections, and which is never answered 503). Deadline → 408 for a partial
 //! head, a quiet close for an idle or fresh one, an abandoned response for a write stalled
-//! longer than the write timeout. Lingering closes (after a final response)
+//! longer than the write timeout. An upload whose deadline passed goes to a worker as a
+//! [`Job::Expire`]: removing its temporary file is disk work, and the keeper never waits on
+//! the disk, nor on stdout (its access lines go through the non-blocking queue of
+//! [`crate::access::Sink`]). Lingering closes (after a final response)
 //! also live here: read and discard until the client's FIN or the linger deadline.
 //!
 //! In a drain it closes idle connections at once, gives fresh ones a short grace, keeps
@@ -671,7 +674,10 @@ impl Keeper {
                 self.shared
                     .timeouts
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if let Some(linger) = connection::expire(conn, self.shared.config.access_log) {
+                if conn.waiting() == Waiting::Body {
+                    // Its temporary file is removed on a worker: no disk here.
+                    self.ready.push(Job::Expire(conn));
+                } else if let Some(linger) = connection::expire(conn, &self.shared) {
                     self.admit(Parcel::Linger(linger));
                 }
             }
@@ -790,11 +796,16 @@ mod tests {
 
     impl Rig {
         fn new() -> Rig {
-            let config = Config {
+            Rig::with(|_| {})
+        }
+
+        fn with(tweak: impl FnOnce(&mut Config)) -> Rig {
+            let mut config = Config {
                 workers: WORKERS,
                 access_log: crate::config::AccessLog::Off,
                 ..Config::default()
             };
+            tweak(&mut config);
             let shared = Shared::new(config, Shutdown::new());
             let ready = ReadyQueue::new(WORKERS, Some(WORKERS));
             // Nothing is ever accepted: the keeper only looks at this queue's length.
@@ -1216,5 +1227,78 @@ mod tests {
             "the current deadline expires it"
         );
         assert_eq!(rig.shared.timeouts.load(Ordering::Relaxed), 1);
+    }
+
+    /// A pool with nobody else waiting, for driving `connection::serve` by hand.
+    struct Quiet;
+
+    impl connection::Load for Quiet {
+        fn others_waiting(&self) -> bool {
+            false
+        }
+        fn new_waiting(&self) -> bool {
+            false
+        }
+    }
+
+    /// Issue 15: the keeper never touches the disk. An upload whose deadline passed goes to
+    /// a worker, which answers 408 and removes the temporary file.
+    #[test]
+    fn an_expired_upload_is_handed_to_a_worker() {
+        let root = std::env::temp_dir().join(format!("poolserve-keeper-up-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        let root = root.canonicalize().unwrap();
+        let temp_files = || {
+            std::fs::read_dir(&root)
+                .unwrap()
+                .filter(|e| {
+                    let name = e.as_ref().unwrap().file_name();
+                    name.to_string_lossy()
+                        .starts_with(crate::resolve::TEMP_PREFIX)
+                })
+                .count()
+        };
+        let mut rig = Rig::with(|c| {
+            c.root = root.clone();
+            c.allow_write = true;
+        });
+        let (conn, mut client) = rig.connect();
+        client
+            .write_all(b"PUT /up.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\n")
+            .unwrap();
+        let give_up = Instant::now() + EVENT_WAIT;
+        let mut conn = Some(conn);
+        let conn = loop {
+            match connection::serve(conn.take().unwrap(), &rig.shared, &Quiet) {
+                connection::Next::Park(c) if c.waiting() == Waiting::Body => break c,
+                connection::Next::Park(c) => conn = Some(c),
+                other => panic!("expected a park, got {other:?}"),
+            }
+            assert!(Instant::now() < give_up, "the PUT head never arrived");
+        };
+        assert_eq!(temp_files(), 1, "the upload is staged");
+        let deadline = conn.deadline(&rig.limits());
+        let slot = rig
+            .keeper
+            .free
+            .last()
+            .copied()
+            .unwrap_or(rig.keeper.slots.len());
+        rig.keeper.admit(Parcel::Wait(conn));
+        rig.keeper.expire(deadline);
+        assert_eq!(state(&rig.keeper, slot), "out");
+        assert_eq!(temp_files(), 1, "the keeper left the file alone");
+        let conn = match rig.ready.try_take() {
+            Ok(Job::Expire(conn)) => conn,
+            other => panic!("expected an expiry job, got {other:?}"),
+        };
+        let linger = connection::expire(conn, &rig.shared).expect("408 written");
+        assert_eq!(temp_files(), 0, "the worker removed it");
+        drop(linger);
+        let mut answer = [0u8; 12];
+        client.read_exact(&mut answer).unwrap();
+        assert_eq!(&answer, b"HTTP/1.1 408");
+        let _ = std::fs::remove_dir_all(&root);
     }
 }

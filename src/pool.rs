@@ -50,6 +50,9 @@ pub(crate) const STALL_AFTER: Duration = Duration::from_millis(1);
 pub(crate) enum Job {
     /// A connection with bytes ready (or buffered).
     Serve(Conn),
+    /// An upload whose deadline passed: answer 408 and remove its temporary file, which the
+    /// keeper must not do itself (it never touches the disk).
+    Expire(Conn),
     /// Everything is closed: the worker may exit.
     Exit,
 }
@@ -279,6 +282,12 @@ fn next_conn(q: &Queues, shared: &Shared, new_open: &mut bool, yielded: bool) ->
     loop {
         match q.ready.try_take() {
             Ok(Job::Serve(conn)) => return Some(conn),
+            Ok(Job::Expire(conn)) => {
+                if let Some(linger) = connection::expire(conn, shared) {
+                    q.keeper.send(Parcel::Linger(linger));
+                }
+                continue;
+            }
             Ok(Job::Exit) | Err(TryRecvError::Disconnected) => return None,
             Err(TryRecvError::Empty) => {}
         }

@@ -24,7 +24,7 @@ use crossbeam_channel::{Sender, TrySendError};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use crate::config::{Config, Overload, ACCEPT_BACKOFF_MAX};
+use crate::config::{AccessLog, Config, Overload, ACCEPT_BACKOFF_MAX};
 use crate::connection::Conn;
 use crate::error::Error;
 use crate::keeper::{self, KeeperHandle, Lingering, Parcel};
@@ -42,6 +42,10 @@ const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
 const OVERLOAD_WAIT_POLL: Duration = Duration::from_millis(2);
 /// At most one warning per this interval for repeated accept errors and load shedding.
 const WARN_INTERVAL: Duration = Duration::from_secs(1);
+/// How long the end of a run waits for the access-log thread to write what is queued: the
+/// last requests' lines reach stdout before the process exits, but a stalled reader cannot
+/// hold the exit for longer than this.
+const LOG_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A bound server, not yet running.
 #[derive(Debug)]
@@ -223,6 +227,7 @@ impl Server {
             shared,
         } = self;
         let io_err = |context| move |source| Error::Io { context, source };
+        let logger = Logger::start(&shared).map_err(io_err("starting the access-log thread"))?;
         let workers = shared.config.workers;
         let (new_tx, new_rx) = crossbeam_channel::bounded::<Conn>(shared.config.queue);
         let ready = ReadyQueue::new(workers, shared.config.cores);
@@ -277,6 +282,7 @@ impl Server {
                 log::warn!(
                     "shutdown timeout: {remaining} connection(s) still open, giving up on them"
                 );
+                logger.finish();
                 return Err(Error::ShutdownTimeout { remaining });
             }
         }
@@ -286,8 +292,39 @@ impl Server {
             shared.requests.load(Ordering::Relaxed) - served_before
         );
         log::info!("{}", shared.stats());
-
+        logger.finish();
         Ok(())
+    }
+}
+
+/// The `access-log` thread, which writes the access log's queue to stdout (see
+/// [`crate::access::Sink`]); none when the access log is off.
+struct Logger(Option<(Sender<Instant>, crossbeam_channel::Receiver<()>)>);
+
+impl Logger {
+    fn start(shared: &Arc<Shared>) -> io::Result<Logger> {
+        if shared.config.access_log == AccessLog::Off {
+            return Ok(Logger(None));
+        }
+        let (stop_tx, stop_rx) = crossbeam_channel::bounded(1);
+        let (done_tx, done_rx) = crossbeam_channel::bounded(1);
+        let shared = Arc::clone(shared);
+        std::thread::Builder::new()
+            .name("access-log".into())
+            .spawn(move || {
+                shared.access.drain_to(&mut io::stdout(), &stop_rx);
+                let _ = done_tx.send(());
+            })?;
+        Ok(Logger(Some((stop_tx, done_rx))))
+    }
+
+    /// Lets the thread write what is queued, for at most [`LOG_FLUSH_TIMEOUT`], and stop.
+    fn finish(self) {
+        if let Some((stop, done)) = self.0 {
+            let deadline = Instant::now() + LOG_FLUSH_TIMEOUT;
+            let _ = stop.send(deadline);
+            let _ = done.recv_deadline(deadline);
+        }
     }
 }
 

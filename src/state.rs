@@ -5,6 +5,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use crate::access::Sink;
 use crate::cache::FileCache;
 use crate::config::Config;
 use crate::shutdown::Shutdown;
@@ -18,6 +19,8 @@ pub(crate) struct Shared {
     pub shutdown: Shutdown,
     /// The small-file cache.
     pub cache: FileCache,
+    /// The access log's queue (the `access-log` thread writes it to stdout).
+    pub access: Sink,
     /// Serializes the commit of writes (PUT rename, DELETE) with their precondition check.
     pub write_lock: std::sync::Mutex<()>,
     /// Connections open anywhere: queued, being served, parked or lingering.
@@ -49,6 +52,7 @@ impl Shared {
     pub fn new(config: Config, shutdown: Shutdown) -> Arc<Shared> {
         Arc::new(Shared {
             cache: FileCache::new(config.cache_valid),
+            access: Sink::default(),
             write_lock: std::sync::Mutex::new(()),
             config,
             shutdown,
@@ -89,6 +93,7 @@ impl Shared {
             shed: get(&self.shed),
             timeouts: get(&self.timeouts),
             forced: get(&self.forced),
+            log_dropped: self.access.dropped(),
         }
     }
 }
@@ -116,14 +121,16 @@ pub struct Stats {
     pub timeouts: u64,
     /// Connections given up on when a drain hit the shutdown timeout.
     pub forced: u64,
+    /// Access-log lines dropped since start because stdout did not keep up.
+    pub log_dropped: u64,
 }
 
 impl std::fmt::Display for Stats {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "stats: accepted={} served={} active={} queued={} idle={} watched={} shed={} timeouts={} forced={}",
-            self.accepted, self.served, self.active, self.queued, self.idle, self.watched, self.shed, self.timeouts, self.forced
+            "stats: accepted={} served={} active={} queued={} idle={} watched={} shed={} timeouts={} forced={} log_dropped={}",
+            self.accepted, self.served, self.active, self.queued, self.idle, self.watched, self.shed, self.timeouts, self.forced, self.log_dropped
         )
     }
 }

@@ -507,3 +507,115 @@ fn access_log_lines_go_to_stdout_in_the_chosen_format() {
         }
     }
 }
+
+/// Issue 15: a log reader that stops reading never stops serving. stdout is a pipe nobody
+/// reads: 10,000 requests and `/health` are all answered (the lines beyond the queue are
+/// dropped, counted and warned about once); when the reader resumes, lines flow again.
+#[test]
+fn a_stalled_log_reader_never_stops_serving() {
+    const CLIENTS: usize = 4;
+    const REQUESTS: usize = 10_000;
+    let d = TestDir::new();
+    d.file("a.txt", "aaa\n");
+    let mut child = Command::new(BIN)
+        .args(["--root", d.path.to_str().unwrap(), "--port", "0"])
+        .args(["--access-log", "combined"])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn poolserve");
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    let addr: SocketAddr = first
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|a| a.parse().ok())
+        .unwrap();
+    // Nobody reads stdout now: its pipe (64 KiB, a few hundred lines) fills at once.
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let connect = || {
+                    let s = TcpStream::connect(addr).unwrap();
+                    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                    s
+                };
+                let mut s = connect();
+                for _ in 0..REQUESTS / CLIENTS {
+                    s.write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+                        .unwrap();
+                    let r = support::read_response(&mut s, false).expect("answered");
+                    assert_eq!(r.status, 200);
+                    if r.header("Connection") == Some("close") {
+                        s = connect(); // the per-connection request cap
+                    }
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().expect("every request answered");
+    }
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert_eq!(support::read_response(&mut s, false).unwrap().status, 200);
+
+    // The reader resumes: what was queued comes out, then new lines again.
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in out.lines() {
+            if lines_tx.send(line.unwrap_or_default()).is_err() {
+                break;
+            }
+        }
+    });
+    // Until the backlog is out, a new line may still find the queue full and be dropped:
+    // ask again (a numbered request each time) until one comes through.
+    let t = Instant::now();
+    let mut seen = 0usize;
+    'resumed: for attempt in 0.. {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "no new line after the reader resumed"
+        );
+        let marker = format!("GET /a.txt?after={attempt} ");
+        let raw = format!("GET /a.txt?after={attempt} HTTP/1.1\r\nHost: t\r\n\r\n");
+        s.write_all(raw.as_bytes()).unwrap();
+        assert_eq!(support::read_response(&mut s, false).unwrap().status, 200);
+        while let Ok(line) = lines_rx.recv_timeout(Duration::from_millis(200)) {
+            seen += 1;
+            if line.contains(&marker) {
+                break 'resumed;
+            }
+        }
+    }
+    assert!(
+        seen < REQUESTS,
+        "lines were dropped, not all queued: {seen}"
+    );
+    signal(&child, "-TERM");
+    let status = wait_with_timeout(&mut child, Duration::from_secs(10)).expect("exits");
+    assert!(status.success());
+    let log = stderr_of(&mut child);
+    assert_eq!(
+        log.matches("access log: stdout is not keeping up").count(),
+        1,
+        "one warning per 10 s: {log}"
+    );
+    let stats = log
+        .lines()
+        .find(|l| l.contains("stats: accepted="))
+        .unwrap_or_else(|| panic!("{log}"));
+    let dropped: u64 = stats
+        .split("log_dropped=")
+        .nth(1)
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{stats}"));
+    assert!(dropped > 0 && dropped < REQUESTS as u64, "{stats}");
+}

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::*;
-use crate::config::Config;
+use crate::config::{AccessLog, Config};
 use crate::shutdown::Shutdown;
 
 /// The longest any step may wait for loopback bytes.
