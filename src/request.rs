@@ -8,6 +8,7 @@
 //! smuggling defences of RFC 9112 §6); it must not percent-decode the target (that is
 //! `resolve`'s job, done exactly once) nor read the body (that is `body`'s).
 
+use std::borrow::Cow;
 use std::net::Ipv6Addr;
 
 use memchr::{memchr, memchr_iter};
@@ -110,6 +111,28 @@ impl Headers {
             .iter()
             .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
+    }
+
+    /// The value of the list-valued field `name` (case-insensitive), `None` when absent. RFC
+    /// 9110 §5.3: several field lines of a list mean the same as one line with their values
+    /// joined by commas, so they are joined here; one line is borrowed as sent, so only a
+    /// repeated field costs an allocation.
+    pub fn get_list(&self, name: &str) -> Option<Cow<'_, str>> {
+        let mut values = self
+            .fields
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str());
+        let first = values.next()?;
+        let Some(second) = values.next() else {
+            return Some(Cow::Borrowed(first));
+        };
+        let mut all = format!("{first},{second}");
+        for v in values {
+            all.push(',');
+            all.push_str(v);
+        }
+        Some(Cow::Owned(all))
     }
 
     /// Whether the comma-separated list field `name`, across all its fields, holds `token`
@@ -775,6 +798,19 @@ mod tests {
         );
         assert_eq!(h.get("x-a"), Some("1"), "first of several");
         assert_eq!(h.get_all("X-A").collect::<Vec<_>>(), ["1", "2"]);
+        // RFC 9110 §5.3: repeated lines of a list are one list; a single line is not copied.
+        assert_eq!(h.get_list("x-a").as_deref(), Some("1,2"));
+        assert!(matches!(h.get_list("accept"), Some(Cow::Borrowed("*/*"))));
+        assert_eq!(h.get_list("missing"), None);
+        let three = head(
+            "GET / HTTP/1.1\r\nHost: h\r\nIf-Match: \"a\"\r\nif-match:\r\nIF-MATCH: \"b\", \"c\"\r\n\r\n",
+        )
+        .headers;
+        assert_eq!(
+            three.get_list("If-Match").as_deref(),
+            Some("\"a\",,\"b\", \"c\""),
+            "empty lines stay empty list members (RFC 9110 §5.6.1.2 skips them)"
+        );
         assert_eq!(h.get("x-obs"), Some("caf\u{e9}"), "obs-text allowed");
         assert_eq!(h.get("x-empty"), Some(""));
         assert_eq!(h.get("missing"), None);

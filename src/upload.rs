@@ -15,6 +15,7 @@
 //! connection with the keeper in between, so a slow uploader holds no worker; `handler.rs`
 //! words the answers.
 
+use std::borrow::Cow;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -41,9 +42,7 @@ static NEXT_TEMP: AtomicU64 = AtomicU64::new(0);
 pub struct Put {
     upload: Upload,
     /// Owned copies of the precondition fields, evaluated again at commit.
-    if_match: Option<String>,
-    if_none_match: Option<String>,
-    if_unmodified_since: Option<String>,
+    fields: WriteFields<'static>,
 }
 
 impl Put {
@@ -51,8 +50,9 @@ impl Put {
     pub fn begin(head: &RequestHead, shared: &Shared) -> Result<Put, HttpError> {
         let target = write_target(head, shared)?;
         let h = &head.headers;
-        check_write(&head_preconditions(head), &target.path)?;
-        let mode = if h.get("if-none-match") == Some("*") {
+        let fields = WriteFields::of(head);
+        check_write(&fields.preconditions(), &target.path)?;
+        let mode = if fields.if_none_match.as_deref() == Some("*") {
             Commit::CreateOnly
         } else {
             Commit::Replace
@@ -64,12 +64,9 @@ impl Put {
             framing => framing,
         };
         let upload = Upload::begin(&target, framing, shared.config.max_upload, mode)?;
-        let owned = |name| h.get(name).map(str::to_string);
         Ok(Put {
             upload,
-            if_match: owned("if-match"),
-            if_none_match: owned("if-none-match"),
-            if_unmodified_since: owned("if-unmodified-since"),
+            fields: fields.into_owned(),
         })
     }
 
@@ -82,21 +79,9 @@ impl Put {
     /// against the file the rename replaces. Returns whether the file is new (201) rather
     /// than replaced (204).
     pub fn commit(self, shared: &Shared) -> Result<bool, HttpError> {
-        let Put {
-            upload,
-            if_match,
-            if_none_match,
-            if_unmodified_since,
-        } = self;
+        let Put { upload, fields } = self;
         let target = upload.target.clone();
-        let check = || {
-            let pre = write_preconditions(
-                if_match.as_deref(),
-                if_none_match.as_deref(),
-                if_unmodified_since.as_deref(),
-            );
-            check_write(&pre, &target)
-        };
+        let check = || check_write(&fields.preconditions(), &target);
         let result = upload.commit(&shared.write_lock, check);
         // The cache is keyed by request path, and one file has many (`/%61.txt`, `//a.txt`,
         // the directory URL of an `index.html`, the original of a sidecar): forget them all.
@@ -109,7 +94,8 @@ impl Put {
 /// or a hidden name; `If-Match` and friends apply.
 pub fn delete(head: &RequestHead, shared: &Shared) -> Result<(), HttpError> {
     let target = write_target(head, shared)?;
-    let pre = head_preconditions(head);
+    let fields = WriteFields::of(head);
+    let pre = fields.preconditions();
     let _guard = shared.write_lock.lock().unwrap_or_else(|p| p.into_inner());
     let Some((etag, modified)) = current_validators(&target.path) else {
         return Err(HttpError::NotFound);
@@ -135,30 +121,50 @@ fn write_target(head: &RequestHead, shared: &Shared) -> Result<WriteTarget, Http
     resolve::resolve_write(&config.root, &head.path, &opts)
 }
 
-/// The write preconditions of a request, borrowed from owned fields.
-fn write_preconditions<'a>(
-    if_match: Option<&'a str>,
-    if_none_match: Option<&'a str>,
-    if_unmodified_since: Option<&'a str>,
-) -> Preconditions<'a> {
-    Preconditions {
-        if_match,
-        if_none_match,
-        if_modified_since: None,
-        if_unmodified_since,
-        if_range: None,
-        range: None,
-    }
+/// The precondition fields of a PUT or DELETE. `If-Match` and `If-None-Match` are lists, so
+/// RFC 9110 §5.3 counts every field line: repeated lines are joined ([`Headers::get_list`]),
+/// a single line is borrowed as sent. `If-Unmodified-Since` is one date: its first line.
+///
+/// [`Headers::get_list`]: crate::request::Headers::get_list
+#[derive(Debug)]
+struct WriteFields<'a> {
+    if_match: Option<Cow<'a, str>>,
+    if_none_match: Option<Cow<'a, str>>,
+    if_unmodified_since: Option<Cow<'a, str>>,
 }
 
-/// The write preconditions a request carries.
-fn head_preconditions(head: &RequestHead) -> Preconditions<'_> {
-    let h = &head.headers;
-    write_preconditions(
-        h.get("if-match"),
-        h.get("if-none-match"),
-        h.get("if-unmodified-since"),
-    )
+impl WriteFields<'_> {
+    /// The fields `head` carries.
+    fn of(head: &RequestHead) -> WriteFields<'_> {
+        let h = &head.headers;
+        WriteFields {
+            if_match: h.get_list("if-match"),
+            if_none_match: h.get_list("if-none-match"),
+            if_unmodified_since: h.get("if-unmodified-since").map(Cow::Borrowed),
+        }
+    }
+
+    /// Owned copies, kept by a [`Put`] until its commit checks them again.
+    fn into_owned(self) -> WriteFields<'static> {
+        let own = |f: Option<Cow<'_, str>>| f.map(|v| Cow::Owned(v.into_owned()));
+        WriteFields {
+            if_match: own(self.if_match),
+            if_none_match: own(self.if_none_match),
+            if_unmodified_since: own(self.if_unmodified_since),
+        }
+    }
+
+    /// The preconditions to evaluate ([`conditional::write_allowed`]).
+    fn preconditions(&self) -> Preconditions<'_> {
+        Preconditions {
+            if_match: self.if_match.as_deref(),
+            if_none_match: self.if_none_match.as_deref(),
+            if_modified_since: None,
+            if_unmodified_since: self.if_unmodified_since.as_deref(),
+            if_range: None,
+            range: None,
+        }
+    }
 }
 
 /// The current ETag and mtime of the file at `path`, if it is a regular file.
