@@ -39,8 +39,9 @@ const BOUNDARY_PREFIX: &str = "poolserve-";
 pub const BOUNDARY_LEN: usize = BOUNDARY_PREFIX.len() + 16;
 
 /// The validator-related request fields, already OWS-trimmed; `None` when absent. (The caller
-/// builds this from the parsed headers; when a field appears several times the caller joins
-/// the values with `", "`.)
+/// builds this from the parsed headers; when a list field such as `If-Match` appears several
+/// times the caller joins the values with commas, RFC 9110 §5.3:
+/// [`Headers::get_list`](crate::request::Headers::get_list).)
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Preconditions<'a> {
     /// `If-Match` (RFC 9110 §13.1.1).

@@ -32,7 +32,7 @@ use crate::conditional::{self, Plan, Preconditions};
 use crate::encoding::{self, Coding};
 use crate::error::HttpError;
 use crate::outgoing::Outgoing;
-use crate::request::{self, Method, RequestHead, Version};
+use crate::request::{Method, RequestHead, Version};
 use crate::resolve::{self, FileInfo, ResolveOptions, Resolved};
 use crate::response::{self, Head, HttpDate, Status, ALLOW, ALLOW_WRITE};
 use crate::state::Shared;
@@ -326,7 +326,7 @@ impl Ask<'_> {
         if available.is_empty() {
             return None;
         }
-        let accept = join_fields(&self.head.headers, "accept-encoding");
+        let accept = self.head.headers.get_list("accept-encoding");
         encoding::choose(accept.as_deref(), available)
     }
 
@@ -411,9 +411,11 @@ impl Ask<'_> {
             &[]
         };
         let h = &self.head.headers;
+        // RFC 9110 §5.3: both are lists, so every field line counts, not just the first.
+        let (if_match, if_none_match) = (h.get_list("if-match"), h.get_list("if-none-match"));
         let pre = Preconditions {
-            if_match: h.get("if-match"),
-            if_none_match: h.get("if-none-match"),
+            if_match: if_match.as_deref(),
+            if_none_match: if_none_match.as_deref(),
             if_modified_since: h.get("if-modified-since"),
             if_unmodified_since: h.get("if-unmodified-since"),
             if_range: h.get("if-range"),
@@ -585,17 +587,6 @@ fn body_range(
             Ok(Outgoing::shared(head, entry, i, from, to))
         }
     }
-}
-
-/// All field lines of a list-valued field joined with commas (RFC 9110 §5.3), or `None`.
-fn join_fields(headers: &request::Headers, name: &str) -> Option<String> {
-    let mut values = headers.get_all(name);
-    let first = values.next()?;
-    Some(values.fold(first.to_string(), |mut all, v| {
-        all.push(',');
-        all.push_str(v);
-        all
-    }))
 }
 
 /// The generated page for `err` (its one status, [`HttpError::status`]), with `Connection:

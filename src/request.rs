@@ -8,6 +8,7 @@
 //! smuggling defences of RFC 9112 §6); it must not percent-decode the target (that is
 //! `resolve`'s job, done exactly once) nor read the body (that is `body`'s).
 
+use std::borrow::Cow;
 use std::net::Ipv6Addr;
 
 use memchr::{memchr, memchr_iter};
@@ -27,7 +28,7 @@ pub const MAX_LEADING_EMPTY_BYTES: usize = 64;
 pub enum Version {
     /// HTTP/1.0
     Http10,
-    /// HTTP/1.1
+    /// HTTP/1.1, and HTTP/1.2 to HTTP/1.9, which are served as HTTP/1.1 (RFC 9110 §2.5).
     Http11,
 }
 
@@ -110,6 +111,28 @@ impl Headers {
             .iter()
             .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
+    }
+
+    /// The value of the list-valued field `name` (case-insensitive), `None` when absent. RFC
+    /// 9110 §5.3: several field lines of a list mean the same as one line with their values
+    /// joined by commas, so they are joined here; one line is borrowed as sent, so only a
+    /// repeated field costs an allocation.
+    pub fn get_list(&self, name: &str) -> Option<Cow<'_, str>> {
+        let mut values = self
+            .fields
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str());
+        let first = values.next()?;
+        let Some(second) = values.next() else {
+            return Some(Cow::Borrowed(first));
+        };
+        let mut all = format!("{first},{second}");
+        for v in values {
+            all.push(',');
+            all.push_str(v);
+        }
+        Some(Cow::Owned(all))
     }
 
     /// Whether the comma-separated list field `name`, across all its fields, holds `token`
@@ -374,6 +397,11 @@ fn parse_request_line(line: &[u8]) -> Result<(Method, String, Version), HttpErro
     let version = match v {
         b"HTTP/1.1" => Version::Http11,
         b"HTTP/1.0" => Version::Http10,
+        // RFC 9110 §2.5: a higher minor version of a major version we speak is treated as
+        // the highest minor version we implement, so HTTP/1.2 to HTTP/1.9 are served as
+        // HTTP/1.1 (Host required, persistent by default); the answer says HTTP/1.1.
+        [b'H', b'T', b'T', b'P', b'/', b'1', b'.', b'2'..=b'9'] => Version::Http11,
+        // §2.5: a major version we do not speak is 505 (RFC 9110 §15.6.6).
         [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
             if major.is_ascii_digit() && minor.is_ascii_digit() =>
         {
@@ -721,6 +749,10 @@ mod tests {
             ("PROPFIND /x HTTP/1.1\r\nHost: [::1]:80\r\n\r\n", other("PROPFIND"), "/x", None, Http11, F::None, true, false),
             ("M-SEARCH /x HTTP/1.1\r\nHost: 192.0.2.1\r\n\r\n", other("M-SEARCH"), "/x", None, Http11, F::None, true, false),
             ("ABCDEFGHIJKLMNOPQRSTUVWXYZABCDEF /x HTTP/1.1\r\nHost: h\r\n\r\n", other(M32), "/x", None, Http11, F::None, true, false),
+            // RFC 9110 §2.5: a higher minor version of 1 is served as 1.1, with its rules.
+            ("GET / HTTP/1.2\r\nHost: h\r\n\r\n", Get, "/", None, Http11, F::None, true, false),
+            ("GET / HTTP/1.9\r\nHost: h\r\nConnection: close\r\n\r\n", Get, "/", None, Http11, F::None, false, false),
+            ("PUT /x HTTP/1.7\r\nHost: h\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n", Put, "/x", None, Http11, F::Chunked, true, true),
             ("DELETE /x HTTP/1.1\r\nhost: xn--bcher-kva.example\r\n\r\n", Delete, "/x", None, Http11, F::None, true, false),
             ("GET / HTTP/1.1\r\nHost: h%41:65535\r\n\r\n", Get, "/", None, Http11, F::None, true, false),
             ("GET / HTTP/1.0\r\nHost:\r\n\r\n", Get, "/", None, Http10, F::None, false, false),
@@ -775,6 +807,19 @@ mod tests {
         );
         assert_eq!(h.get("x-a"), Some("1"), "first of several");
         assert_eq!(h.get_all("X-A").collect::<Vec<_>>(), ["1", "2"]);
+        // RFC 9110 §5.3: repeated lines of a list are one list; a single line is not copied.
+        assert_eq!(h.get_list("x-a").as_deref(), Some("1,2"));
+        assert!(matches!(h.get_list("accept"), Some(Cow::Borrowed("*/*"))));
+        assert_eq!(h.get_list("missing"), None);
+        let three = head(
+            "GET / HTTP/1.1\r\nHost: h\r\nIf-Match: \"a\"\r\nif-match:\r\nIF-MATCH: \"b\", \"c\"\r\n\r\n",
+        )
+        .headers;
+        assert_eq!(
+            three.get_list("If-Match").as_deref(),
+            Some("\"a\",,\"b\", \"c\""),
+            "empty lines stay empty list members (RFC 9110 §5.6.1.2 skips them)"
+        );
         assert_eq!(h.get("x-obs"), Some("caf\u{e9}"), "obs-text allowed");
         assert_eq!(h.get("x-empty"), Some(""));
         assert_eq!(h.get("missing"), None);
@@ -849,9 +894,16 @@ mod tests {
             (version("HTTP/1.10"), BadRequest("bad version")),
             (version("HTTP/1"), BadRequest("bad version")),
             (version("HTTP/11.1"), BadRequest("bad version")),
+            (version("HTTP/1."), BadRequest("bad version")),
+            (version("HTTP/1.a"), BadRequest("bad version")),
+            (version("HTTP/1.22"), BadRequest("bad version")),
             (version("HTTP/2.0"), VersionNotSupported),
             (version("HTTP/0.9"), VersionNotSupported),
-            (version("HTTP/1.2"), VersionNotSupported),
+            (version("HTTP/0.1"), VersionNotSupported),
+            (version("HTTP/3.1"), VersionNotSupported),
+            (version("HTTP/9.9"), VersionNotSupported),
+            // A higher minor version is 1.1 (RFC 9110 §2.5), so 1.1's Host rule applies.
+            ("GET / HTTP/1.5\r\n\r\n".into(), BadRequest("HTTP/1.1 without Host")),
             // Line endings and control bytes.
             ("GET / HTTP/1.1\rHost: h\r\n\r\n".into(), BadRequest("bare CR")),
             ("GET / HTTP/1.1\r\nHost: h\r\r\n\r\n".into(), BadRequest("bare CR")),

@@ -41,6 +41,8 @@ fn responses_carry_validators_and_revalidate_to_304() {
     for extra in [
         format!("If-None-Match: {etag}\r\n"),
         format!("If-None-Match: \"nope\", W/{etag}\r\n"),
+        // RFC 9110 §5.3: two field lines are one list.
+        format!("If-None-Match: \"nope\"\r\nIf-None-Match: {etag}\r\n"),
         "If-None-Match: *\r\n".to_string(),
         format!("If-Modified-Since: {lm}\r\n"),
     ] {
@@ -72,6 +74,15 @@ fn failed_preconditions_give_412() {
         "weak never matches"
     );
     assert_eq!(get(&srv, &format!("If-Match: {etag}\r\n")).status, 200);
+    assert_eq!(
+        get(
+            &srv,
+            &format!("If-Match: \"other\"\r\nIf-Match: {etag}\r\n")
+        )
+        .status,
+        200,
+        "RFC 9110 §5.3: the tag on a second field line counts"
+    );
     assert_eq!(
         get(
             &srv,

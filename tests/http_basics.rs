@@ -59,6 +59,26 @@ fn head_sends_the_same_headers_and_no_body() {
     assert_eq!((next.status, next.text().as_str()), (200, "text page\n"));
 }
 
+/// RFC 9110 §2.5: a higher minor version of HTTP/1 is served as HTTP/1.1, so the connection
+/// persists by default and a second request on it is answered too; the answer says HTTP/1.1.
+#[test]
+fn a_higher_minor_version_is_served_as_http_1_1() {
+    let d = site();
+    let srv = TestServer::start(&d.path);
+    let mut s = srv.connect();
+    s.write_all(b"GET / HTTP/1.7\r\nHost: t\r\n\r\nGET /style.css HTTP/1.9\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let first = read_response(&mut s, false).unwrap();
+    assert!(first.head.starts_with("HTTP/1.1 200 "), "{}", first.head);
+    assert_eq!(first.text(), "<h1>home</h1>\n");
+    assert_eq!(first.header("Connection"), None, "persistent, as in 1.1");
+    let second = read_response(&mut s, false).unwrap();
+    assert_eq!((second.status, second.text().as_str()), (200, "body{}\n"));
+    // Another major version is still 505.
+    let r = srv.request("GET / HTTP/3.1\r\nHost: t\r\n\r\n");
+    assert_eq!(r.status, 505);
+}
+
 #[test]
 fn directories_redirect_then_serve_their_index() {
     let d = site();

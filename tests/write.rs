@@ -223,6 +223,15 @@ fn conditional_put_lets_exactly_one_writer_win() {
     let r = put(&srv, "/c.txt", &format!("If-Match: {tag}\r\n"), b"v4");
     assert_eq!(r.status, 412);
     assert_eq!(std::fs::read(d.path.join("c.txt")).unwrap(), b"v3");
+    // RFC 9110 §5.3: a list sent as two field lines is one list, when the request arrives
+    // and again at commit.
+    let tag = srv.get("/c.txt").header("ETag").unwrap().to_string();
+    let second = |field: &str| format!("{field}: \"stale\"\r\n{field}: {tag}\r\n");
+    let r = put(&srv, "/c.txt", &second("If-None-Match"), b"v5");
+    assert_eq!(r.status, 412);
+    let r = put(&srv, "/c.txt", &second("If-Match"), b"v6");
+    assert_eq!(r.status, 204);
+    assert_eq!(std::fs::read(d.path.join("c.txt")).unwrap(), b"v6");
 }
 
 #[test]

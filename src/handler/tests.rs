@@ -44,7 +44,7 @@ impl Drop for Root {
 
 fn head(raw: &str) -> RequestHead {
     let limits = crate::config::Limits::default();
-    match request::parse(raw.as_bytes(), &mut 0, &limits) {
+    match crate::request::parse(raw.as_bytes(), &mut 0, &limits) {
         Ok(Parse::Complete { head, .. }) => head,
         other => panic!("{raw:?} does not parse: {other:?}"),
     }
@@ -85,6 +85,10 @@ fn answers_by_method_path_and_validators() {
             .ok(),
     );
     let if_none_match = format!("If-None-Match: {etag}\r\n");
+    // RFC 9110 §5.3: a list sent as several field lines is one list; the current tag on the
+    // second line counts as much as on the first.
+    let if_none_match_2nd = format!("If-None-Match: \"x\"\r\nIf-None-Match: {etag}\r\n");
+    let if_match_2nd = format!("If-Match: \"other\"\r\nIf-Match: {etag}\r\n");
     // (request, status, what the wire must contain, what it must not)
     let table: Vec<(String, u16, Vec<&str>, Vec<&str>)> = vec![
         (
@@ -125,6 +129,30 @@ fn answers_by_method_path_and_validators() {
         ),
         (
             get("/a.txt", "If-Match: \"other\"\r\n"),
+            412,
+            vec![],
+            vec!["0123456789"],
+        ),
+        (
+            get("/a.txt", &if_none_match_2nd),
+            304,
+            vec!["ETag: "],
+            vec!["Content-Length", "0123456789"],
+        ),
+        (
+            get("/a.txt", "If-None-Match: \"x\"\r\nIf-None-Match: \"y\"\r\n"),
+            200,
+            vec!["\r\n\r\n0123456789"],
+            vec![],
+        ),
+        (
+            get("/a.txt", &if_match_2nd),
+            200,
+            vec!["\r\n\r\n0123456789"],
+            vec![],
+        ),
+        (
+            get("/a.txt", "If-Match: \"other\"\r\nIf-Match: \"x\"\r\n"),
             412,
             vec![],
             vec!["0123456789"],
@@ -237,6 +265,14 @@ fn writes_are_decided_beside_the_upload_code() {
         .0
     };
     assert_eq!(delete("/a.txt", "If-Match: \"nope\"\r\n"), 412);
+    // RFC 9110 §5.3: the current tag on a second field line counts.
+    let app = std::fs::metadata(root.0.join("app.html")).unwrap();
+    let tag = conditional::etag(app.len(), app.modified().ok());
+    let second = |field: &str| format!("{field}: \"nope\"\r\n{field}: {tag}\r\n");
+    assert_eq!(delete("/app.html", &second("If-None-Match")), 412);
+    assert!(root.0.join("app.html").exists());
+    assert_eq!(delete("/app.html", &second("If-Match")), 204);
+    assert!(!root.0.join("app.html").exists());
     assert!(root.0.join("a.txt").exists());
     assert_eq!(delete("/a.txt", ""), 204);
     assert!(!root.0.join("a.txt").exists());
