@@ -28,9 +28,8 @@
 //! lines), [`config`] (limits, CLI and environment). The answer: `handler` (a parsed request
 //! → a reply: method, health, cache, path, representation, conditionals and ranges, pages;
 //! no socket, keeper or pool). Files: `cache` (small files and the configured pages) and
-//! `upload` (PUT and DELETE decisions, atomic uploads, and [`sweep_stale`] for the temporary
-//! files a crash leaves). Sockets: `connection` (one
-//! connection while a worker holds it: its phase, reading, the keep-alive rule, expiry),
+//! `upload` (PUT and DELETE decisions, atomic uploads, and the start-up sweep of the
+//! temporary files a crash leaves). Sockets: `connection` (one connection while a worker holds it: its phase, reading, the keep-alive rule, expiry),
 //! `outgoing` (resumable responses) and `keeper` (parked connections; a socket stays
 //! registered from its first park to its close). Threads: `server` (acceptor, drain), `pool`
 //! (workers, the ready queue and its jobs, and the rule for how many workers to wake),
@@ -80,4 +79,3 @@ pub use error::{ConfigError, Error, HttpError};
 pub use server::{Running, Server, ServerHandle};
 pub use shutdown::Shutdown;
 pub use state::Stats;
-pub use upload::{sweep_stale, SweepReport, STALE_UPLOAD_AGE};

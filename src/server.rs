@@ -32,6 +32,7 @@ use crate::pool::{self, Queues, ReadyQueue};
 use crate::response::OVERLOADED;
 use crate::shutdown::Shutdown;
 use crate::state::{Shared, Stats};
+use crate::upload::{sweep_stale, STALE_UPLOAD_AGE};
 
 const LISTENER: Token = Token(0);
 const WAKE: Token = Token(1);
@@ -228,6 +229,7 @@ impl Server {
         } = self;
         let io_err = |context| move |source| Error::Io { context, source };
         let logger = Logger::start(&shared).map_err(io_err("starting the access-log thread"))?;
+        sweep_in_background(&shared.config.root);
         let workers = shared.config.workers;
         let (new_tx, new_rx) = crossbeam_channel::bounded::<Conn>(shared.config.queue);
         let ready = ReadyQueue::new(workers, shared.config.cores);
@@ -294,6 +296,34 @@ impl Server {
         log::info!("{}", shared.stats());
         logger.finish();
         Ok(())
+    }
+}
+
+/// Removes the temporary upload files a crash left under `root` (older than
+/// [`STALE_UPLOAD_AGE`]) on a `sweeper` thread, so that a large tree does not delay serving.
+/// A thread that cannot start only means no sweep this time.
+fn sweep_in_background(root: &std::path::Path) {
+    let root = root.to_path_buf();
+    let started = std::thread::Builder::new()
+        .name("sweeper".into())
+        .spawn(move || {
+            let report = sweep_stale(&root, STALE_UPLOAD_AGE);
+            if report.removed > 0 || report.truncated {
+                log::info!(
+                    "removed {} stale upload file(s) under {} ({} entries examined{})",
+                    report.removed,
+                    root.display(),
+                    report.examined,
+                    if report.truncated {
+                        ", stopped at the bound"
+                    } else {
+                        ""
+                    }
+                );
+            }
+        });
+    if let Err(e) = started {
+        log::warn!("cannot start the upload sweep: {e}");
     }
 }
 

@@ -376,3 +376,31 @@ fn a_write_through_any_path_refreshes_every_cached_path() {
         "deleted through another spelling"
     );
 }
+
+/// Issue 15: at start-up, the temporary upload files a crash left (older than an hour) are
+/// removed from the whole tree; younger ones (an upload of another process in progress) and
+/// other names stay.
+#[test]
+fn stale_upload_files_are_swept_at_start_up() {
+    let d = TestDir::new();
+    let two_hours_ago = std::time::SystemTime::now() - Duration::from_secs(2 * 3600);
+    let stale = d.file("sub/.poolserve-upload-1-0", "left by a crash");
+    std::fs::File::options()
+        .write(true)
+        .open(&stale)
+        .unwrap()
+        .set_modified(two_hours_ago)
+        .unwrap();
+    let fresh = d.file(".poolserve-upload-2-0", "in progress");
+    let other = d.file("sub/keep.txt", "x");
+    let _srv = TestServer::start(&d.path);
+    let t = Instant::now();
+    while stale.exists() {
+        assert!(
+            t.elapsed() < support::IO_TIMEOUT,
+            "the stale file was never swept"
+        );
+        std::thread::yield_now();
+    }
+    assert!(fresh.exists() && other.exists());
+}
