@@ -47,9 +47,19 @@ pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Requests served on one connection before it is closed (nginx and lighttpd use 1000),
 /// so one client cannot own a connection slot forever.
 pub const MAX_REQUESTS_PER_CONNECTION: u32 = 1000;
-/// Connections open at once (queued, parked or being served). Past it the acceptor sheds
-/// with 503: each costs a descriptor, and the common soft limit is 1024.
+/// Connections open at once (queued, parked or being served). At the cap the keeper first
+/// reclaims a connection that is not working (see [`RECLAIM_HEAD_GRACE`]); only when every
+/// one is working does a new one get 503: each costs a descriptor, and the common soft limit
+/// is 1024.
 pub const MAX_CONNECTIONS: usize = 900;
+/// At the connection cap, a connection that has not completed a request head this long
+/// after it started may be closed to seat a new one (idle keep-alive connections go first,
+/// at any age). A real client sends its head right behind the handshake's last ACK, so the
+/// server sees it in well under a millisecond on loopback (curl: 0.1-0.3 ms from accept to a
+/// complete head) and within one packet flight over a network, whatever the round trip;
+/// 500 ms also covers one lost segment resent after Linux's 200 ms minimum retransmission
+/// timeout. Silent and slowloris connections are older than that; a new client is not.
+pub const RECLAIM_HEAD_GRACE: Duration = Duration::from_millis(500);
 /// Write timeout for the canned 503 the acceptor sends when the queue is full: the acceptor
 /// must never wait on a client.
 pub const OVERLOAD_WRITE_TIMEOUT: Duration = Duration::from_millis(20);
@@ -113,6 +123,8 @@ pub struct Limits {
     pub drain_first_byte_grace: Duration,
     /// See [`SHED_IDLE_AFTER`].
     pub shed_idle_after: Duration,
+    /// See [`RECLAIM_HEAD_GRACE`].
+    pub reclaim_grace: Duration,
 }
 
 impl Default for Limits {
@@ -130,6 +142,7 @@ impl Default for Limits {
             linger_timeout: LINGER_TIMEOUT,
             drain_first_byte_grace: DRAIN_FIRST_BYTE_GRACE,
             shed_idle_after: SHED_IDLE_AFTER,
+            reclaim_grace: RECLAIM_HEAD_GRACE,
         }
     }
 }

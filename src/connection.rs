@@ -228,6 +228,17 @@ impl Conn {
         self.idle_since
     }
 
+    /// When the head it is waiting for started: its accept for a fresh connection, its first
+    /// byte otherwise; `None` when it is not waiting for a head.
+    pub fn head_since(&self, limits: &Limits) -> Option<Instant> {
+        match self.waiting() {
+            Waiting::Fresh | Waiting::Head => self
+                .head_deadline
+                .and_then(|d| d.checked_sub(limits.head_timeout)),
+            _ => None,
+        }
+    }
+
     /// When the keeper gives up on it.
     pub fn deadline(&self, limits: &Limits) -> Instant {
         match (&self.phase, self.waiting(), self.head_deadline) {

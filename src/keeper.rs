@@ -38,7 +38,7 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
@@ -53,6 +53,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use crate::config::{Limits, LINGER_MAX_BYTES};
 use crate::connection::{self, Conn, Waiting};
 use crate::pool::{Job, ReadyQueue, STALL_AFTER};
+use crate::response::OVERLOADED;
 use crate::state::{OpenGuard, Shared};
 
 /// Token of the waker; slots use their index in the low half and the slot's registration
@@ -67,6 +68,17 @@ const EVENTS_PER_POLL: usize = 1024;
 const HEAP_SLACK: usize = 1024;
 /// While draining, re-check the open count at least this often (the last close also wakes us).
 const DRAIN_TICK: Duration = Duration::from_millis(50);
+/// Most connections accepted at the connection cap that wait for a seat at once. Each holds
+/// a descriptor, so this is what the cap may be exceeded by (see the descriptor budget);
+/// beyond it a new connection gets 503 at once.
+const ROOM_MAX: usize = 64;
+/// Longest wait for a seat at the cap: more than the reclaim grace, so a connection that
+/// waits for a silent one to age out is seated; after it, 503 and `Retry-After` tell the
+/// client more than silence would.
+const ROOM_WAIT: Duration = Duration::from_secs(1);
+/// While connections wait for a seat, look for one at least this often (a silent connection
+/// reaches the reclaim grace, or a connection closes elsewhere, without waking the keeper).
+const ROOM_TICK: Duration = Duration::from_millis(10);
 
 /// What a worker hands to the keeper.
 #[derive(Debug)]
@@ -77,6 +89,9 @@ pub(crate) enum Parcel {
     Linger(Lingering),
     /// A ticket was dropped: its connection is closed, free the slot.
     Gone { slot: usize, reg: u32 },
+    /// A new connection accepted at the connection cap: seat it by reclaiming one that is
+    /// not working, or answer 503 (see [`Keeper::seat`]).
+    Admit(Conn),
 }
 
 /// A socket on its way to a lingering close.
@@ -231,6 +246,17 @@ impl Kind {
     }
 }
 
+/// The earlier of a candidate so far and another.
+fn oldest(best: Option<(Instant, usize)>, other: (Instant, usize)) -> Option<(Instant, usize)> {
+    Some(best.map_or(other, |b| b.min(other)))
+}
+
+/// A parked connection in the middle of something: a response to a slow reader, an upload.
+/// It is never reclaimed at the cap.
+fn working(kind: &Kind) -> bool {
+    matches!(kind, Kind::Wait(conn) if matches!(conn.waiting(), Waiting::Write | Waiting::Body))
+}
+
 /// What a parked connection's socket is watched for: writability for a response the client
 /// stopped taking, readability otherwise.
 fn interest_for(conn: &Conn) -> Interest {
@@ -291,6 +317,10 @@ struct Keeper {
     free: Vec<usize>,
     /// Slots in the `Parked` state.
     parked: usize,
+    /// Of those, connections that are working: a response to a slow reader, an upload.
+    parked_working: usize,
+    /// Connections accepted at the cap, waiting for a seat, with when they give up.
+    room: std::collections::VecDeque<(Conn, Instant)>,
     heap: BinaryHeap<Reverse<(Instant, usize, u64)>>,
     next_gen: u64,
     draining: bool,
@@ -345,6 +375,8 @@ impl Keeper {
             slots: Vec::new(),
             free: Vec::new(),
             parked: 0,
+            parked_working: 0,
+            room: std::collections::VecDeque::new(),
             heap: BinaryHeap::new(),
             next_gen: 0,
             draining: false,
@@ -365,10 +397,14 @@ impl Keeper {
                 self.begin_drain();
                 self.ready.wake(); // idle connections with bytes pending went to the workers
             }
+            self.seat_waiting(now);
             if self.draining && self.shared.drained() {
                 break;
             }
             self.shared.parked.store(self.parked, Ordering::Relaxed);
+            self.shared
+                .reclaimable
+                .store(self.parked - self.parked_working, Ordering::Relaxed);
             self.shared
                 .watched
                 .store(self.slots.len() - self.free.len(), Ordering::Relaxed);
@@ -378,6 +414,9 @@ impl Keeper {
                 .map(|Reverse((d, _, _))| d.saturating_duration_since(now));
             if self.draining {
                 timeout = Some(timeout.map_or(DRAIN_TICK, |t| t.min(DRAIN_TICK)));
+            }
+            if !self.room.is_empty() {
+                timeout = Some(timeout.map_or(ROOM_TICK, |t| t.min(ROOM_TICK)));
             }
             if queued {
                 timeout = Some(timeout.map_or(STALL_AFTER, |t| t.min(STALL_AFTER)));
@@ -433,6 +472,10 @@ impl Keeper {
                 if out {
                     self.free_slot(slot);
                 }
+                return;
+            }
+            Parcel::Admit(conn) => {
+                self.seat(conn);
                 return;
             }
             Parcel::Wait(conn) => {
@@ -535,6 +578,7 @@ impl Keeper {
     /// the socket reported readiness while it was out (that edge is spent).
     fn park(&mut self, slot: usize, kind: Kind, deadline: Instant, was_ready: bool) {
         let lingering = matches!(kind, Kind::Linger { .. });
+        self.parked_working += usize::from(working(&kind));
         self.next_gen += 1;
         let gen = self.next_gen;
         self.heap.push(Reverse((deadline, slot, gen)));
@@ -563,6 +607,7 @@ impl Keeper {
             return None;
         };
         self.parked -= 1;
+        self.parked_working -= usize::from(working(&entry.kind));
         Some(entry.kind)
     }
 
@@ -723,13 +768,100 @@ impl Keeper {
         }
     }
 
-    /// Closes an idle keep-alive connection (drain, or load), unless its next request has
-    /// already started to arrive (bytes in the socket we have not been told about yet): that
-    /// one goes to a worker and is answered with `Connection: close`.
-    fn close_idle(&self, conn: Conn) {
+    /// Closes an idle keep-alive connection (drain, load, or the cap), unless its next
+    /// request has already started to arrive (bytes in the socket we have not been told about
+    /// yet): that one goes to a worker and is answered with `Connection: close`. Returns
+    /// whether it closed it.
+    fn close_idle(&self, conn: Conn) -> bool {
         let pending = matches!(conn.stream().peek(&mut [0u8; 1]), Ok(n) if n > 0);
         if pending {
             self.ready.push(Job::Serve(conn));
+        }
+        !pending
+    }
+
+    /// A connection accepted at the cap. It waits in the room for a seat ([`ROOM_MAX`] of
+    /// them at most, each for [`ROOM_WAIT`] at most), unless every parked connection is
+    /// working: then there is nothing to reclaim, the load is real, and it gets 503.
+    fn seat(&mut self, conn: Conn) {
+        if self.room.len() >= ROOM_MAX || self.parked == self.parked_working {
+            return self.refuse(conn);
+        }
+        self.room.push_back((conn, Instant::now() + ROOM_WAIT));
+        self.seat_waiting(Instant::now());
+    }
+
+    /// Seats the connections waiting in the room, oldest first: in a slot another connection
+    /// freed by closing, else in the slot of one reclaimed ([`Keeper::victim`]). Those that
+    /// waited [`ROOM_WAIT`] get 503.
+    fn seat_waiting(&mut self, now: Instant) {
+        let cap = self.shared.config.limits.max_connections;
+        while !self.room.is_empty() {
+            let held = self.shared.open().saturating_sub(self.room.len());
+            if held >= cap && !self.reclaim(now) {
+                break;
+            }
+            if let Some((conn, _)) = self.room.pop_front() {
+                self.admit(Parcel::Wait(conn));
+            }
+        }
+        while self.room.front().is_some_and(|(_, until)| *until <= now) {
+            if let Some((conn, _)) = self.room.pop_front() {
+                self.refuse(conn);
+            }
+        }
+    }
+
+    /// Closes one connection that is not working, to free a seat at the cap: an idle
+    /// keep-alive connection first (the one idle longest), else one that has not completed
+    /// a head within the reclaim grace (the oldest). Never one with a response or an upload
+    /// under way, and never one whose next request has started to arrive.
+    fn reclaim(&mut self, now: Instant) -> bool {
+        while let Some(slot) = self.victim(now) {
+            if let Some(Kind::Wait(conn)) = self.take_out(slot) {
+                let idle = conn.waiting() == Waiting::Idle;
+                if idle && !self.close_idle(conn) {
+                    continue; // its next request came in: it went to the workers
+                }
+                self.shared.reclaimed.fetch_add(1, Ordering::Relaxed);
+                return true;
+            }
+        }
+        false
+    }
+
+    /// The connection [`Keeper::reclaim`] closes next, if any.
+    fn victim(&self, now: Instant) -> Option<usize> {
+        let limits = &self.shared.config.limits;
+        let mut idle: Option<(Instant, usize)> = None;
+        let mut silent: Option<(Instant, usize)> = None;
+        for (slot, s) in self.slots.iter().enumerate() {
+            let State::Parked(Entry {
+                kind: Kind::Wait(conn),
+                ..
+            }) = &s.state
+            else {
+                continue;
+            };
+            if conn.waiting() == Waiting::Idle {
+                idle = oldest(idle, (conn.idle_since(), slot));
+            } else if let Some(since) = conn.head_since(limits) {
+                if since + limits.reclaim_grace <= now {
+                    silent = oldest(silent, (since, slot));
+                }
+            }
+        }
+        idle.or(silent).map(|(_, slot)| slot)
+    }
+
+    /// Answers a connection that cannot be seated with the canned 503 (never waiting: its
+    /// send buffer is empty) and lets it linger so the client reads it.
+    fn refuse(&mut self, conn: Conn) {
+        self.shared.shed.fetch_add(1, Ordering::Relaxed);
+        let linger = conn.into_linger();
+        if (&linger.stream).write_all(OVERLOADED).is_ok() {
+            let _ = linger.stream.shutdown(std::net::Shutdown::Write);
+            self.admit(Parcel::Linger(linger));
         }
     }
 

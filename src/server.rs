@@ -3,8 +3,10 @@
 //! [`Server::bind`] checks the root and binds (so errors come before any thread exists).
 //! [`Server::run`] builds the keeper and the N workers, then accepts on the calling thread
 //! (the main thread in the binary) until the stop token fires. Each accepted socket goes on
-//! the bounded queue with `try_send`; when the queue is full (or the connection limit is
-//! reached) the acceptor writes the canned 503 without waiting and moves on. It waits for the
+//! the bounded queue with `try_send`; when the queue is full the acceptor writes the canned
+//! 503 without waiting and moves on. At the connection cap it hands the new connection to
+//! the keeper, which closes an idle, silent or slowloris connection to seat it; only when
+//! every connection held is working does the acceptor answer 503 itself. It waits for the
 //! listener in a `mio::Poll` so that a stop wakes it at once, without the self-connect trick.
 //!
 //! The drain: stop accepting and drop the listener (new connections are refused), let the
@@ -428,10 +430,15 @@ fn accept_loop(
     Ok(())
 }
 
-/// True when a new connection would have to be shed: the queue is full or the connection cap
-/// is reached.
+/// True when a new connection would have to be shed: the queue is full, or the connection
+/// cap is reached with nothing to reclaim (every connection held is working).
 fn saturated(queue: &Sender<Conn>, shared: &Shared) -> bool {
-    queue.is_full() || shared.open() >= shared.config.limits.max_connections
+    queue.is_full() || (at_cap(shared) && shared.reclaimable.load(Ordering::Relaxed) == 0)
+}
+
+/// The connection cap is reached.
+fn at_cap(shared: &Shared) -> bool {
+    shared.open() >= shared.config.limits.max_connections
 }
 
 /// Queues a new connection, or sheds it with the canned 503.
@@ -443,7 +450,7 @@ fn dispatch(
     shared: &Arc<Shared>,
     warn: &mut RateLimit,
 ) {
-    let over_limit = shared.open() >= shared.config.limits.max_connections;
+    let over_limit = at_cap(shared);
     // (In `--overload wait` mode the accept loop does not get here while saturated.)
     shared.accepted.fetch_add(1, Ordering::Relaxed);
     let conn = match Conn::new(stream, peer, shared) {
@@ -451,6 +458,11 @@ fn dispatch(
         Err(e) => return log::debug!("{peer}: cannot set up the socket: {e}"),
     };
     let conn = if over_limit {
+        if shared.reclaimable.load(Ordering::Relaxed) > 0 {
+            // Idle, silent or slowloris connections hold the cap: the keeper closes one of
+            // them to seat this one (or answers 503 if it finds none after all).
+            return keeper.send(Parcel::Admit(conn));
+        }
         conn
     } else {
         match queue.try_send(conn) {

@@ -31,6 +31,12 @@ pub(crate) struct Shared {
     pub shed: AtomicU64,
     /// Connections accepted since start.
     pub accepted: AtomicU64,
+    /// Connections closed at the connection cap to seat a new one (idle, silent, slowloris).
+    pub reclaimed: AtomicU64,
+    /// Parked connections that are not working (idle, silent, partial heads, lingering
+    /// closes), as the keeper last counted them: at the cap, the acceptor hands a new
+    /// connection to the keeper to reclaim one of them instead of answering 503.
+    pub reclaimable: AtomicUsize,
     /// Connections ended by a deadline (head 408, keep-alive idle, silent) since start.
     pub timeouts: AtomicU64,
     /// Connections still open when a drain hit the shutdown timeout.
@@ -60,6 +66,8 @@ impl Shared {
             requests: AtomicU64::new(0),
             shed: AtomicU64::new(0),
             accepted: AtomicU64::new(0),
+            reclaimed: AtomicU64::new(0),
+            reclaimable: AtomicUsize::new(0),
             timeouts: AtomicU64::new(0),
             forced: AtomicU64::new(0),
             parked: AtomicUsize::new(0),
@@ -94,6 +102,7 @@ impl Shared {
             timeouts: get(&self.timeouts),
             forced: get(&self.forced),
             log_dropped: self.access.dropped(),
+            reclaimed: get(&self.reclaimed),
         }
     }
 }
@@ -123,14 +132,16 @@ pub struct Stats {
     pub forced: u64,
     /// Access-log lines dropped since start because stdout did not keep up.
     pub log_dropped: u64,
+    /// Connections closed at the cap to seat new ones since start.
+    pub reclaimed: u64,
 }
 
 impl std::fmt::Display for Stats {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "stats: accepted={} served={} active={} queued={} idle={} watched={} shed={} timeouts={} forced={} log_dropped={}",
-            self.accepted, self.served, self.active, self.queued, self.idle, self.watched, self.shed, self.timeouts, self.forced, self.log_dropped
+            "stats: accepted={} served={} active={} queued={} idle={} watched={} shed={} reclaimed={} timeouts={} forced={} log_dropped={}",
+            self.accepted, self.served, self.active, self.queued, self.idle, self.watched, self.shed, self.reclaimed, self.timeouts, self.forced, self.log_dropped
         )
     }
 }
