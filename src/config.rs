@@ -96,7 +96,10 @@ pub const DEFAULT_MAX_UPLOAD: u64 = 64 * 1024 * 1024;
 pub const DEFAULT_HEALTH_PATH: &str = "/health";
 
 /// Per-connection limits and timeouts. `Default` reads the constants above; tests shrink the
-/// timeouts instead of waiting them out.
+/// timeouts instead of waiting them out. Keep `max_head_bytes` above `max_request_line` plus
+/// the empty lines allowed before a request (`request::MAX_LEADING_EMPTY_BYTES`) plus 2, as
+/// the defaults are: below that, whether an over-long request line gets 414 or 431 depends on
+/// how its bytes arrive (found by the property tests).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     /// See [`MAX_REQUEST_LINE`].
@@ -323,7 +326,9 @@ Options:
   --workers N              worker threads, built at start-up [default: 4 x cores = {workers} here]
   --queue N                accept queue capacity; when full, new connections get 503
                            [default: 256 x cores = {queue} here]
-  --max-connections N      open connections at most, then 503 [default: {maxc}]
+  --max-connections N      open connections at most; at the cap idle, silent and slowloris
+                           ones are closed to seat new ones, 503 only when all are busy
+                           [default: {maxc}]
   --overload shed|wait     when the queue is full: answer 503 at once (shed), or stop
                            accepting and leave clients in the kernel backlog [default: shed]
   --max-requests N         requests per keep-alive connection [default: {maxr}]
