@@ -193,6 +193,9 @@ pub struct Config {
     /// (`None`: the cores this process may run on, `num_cpus::get()`).
     #[doc(hidden)]
     pub cores: Option<usize>,
+    /// Test seam, never set by the command line: see [`KeeperFault`].
+    #[doc(hidden)]
+    pub keeper_fault: Option<KeeperFault>,
 }
 
 /// Default worker count: workers never wait on a client, quiet or slow to read (the keeper
@@ -229,6 +232,7 @@ impl Default for Config {
             max_upload: DEFAULT_MAX_UPLOAD,
             hold: None,
             cores: None,
+            keeper_fault: None,
         }
     }
 }
@@ -703,6 +707,33 @@ impl PartialEq for HoldGate {
 }
 
 impl Eq for HoldGate {}
+
+/// Test seam: once armed, the keeper panics at the start of its next turn (once), so that
+/// tests can check that a keeper panic is contained: logged, a drain, and an error from
+/// `run` (exit status 1). Hidden from the docs and absent unless a test sets it.
+#[doc(hidden)]
+#[derive(Debug, Clone, Default)]
+pub struct KeeperFault(Arc<std::sync::atomic::AtomicBool>);
+
+impl KeeperFault {
+    /// Makes the keeper panic at its next turn.
+    pub fn arm(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether the fault is armed; disarms it.
+    pub fn fire(&self) -> bool {
+        self.0.swap(false, std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl PartialEq for KeeperFault {
+    fn eq(&self, other: &KeeperFault) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for KeeperFault {}
 
 #[cfg(test)]
 mod tests {

@@ -47,6 +47,9 @@ pub enum Error {
         /// What the operating system said.
         source: io::Error,
     },
+    /// The keeper thread panicked: the server drained what it could and stopped, so that a
+    /// supervisor restarts it (exit status 1).
+    KeeperFailed,
     /// The drain did not finish within the shutdown timeout; `remaining` connections were
     /// still open when the server gave up on them.
     ShutdownTimeout {
@@ -66,6 +69,10 @@ impl fmt::Display for Error {
                 write!(f, "{flag}: cannot serve {}: {reason}", path.display())
             }
             Error::Io { context, source } => write!(f, "{context}: {source}"),
+            Error::KeeperFailed => write!(
+                f,
+                "the keeper thread panicked; drained and stopped so that a supervisor restarts the server"
+            ),
             Error::ShutdownTimeout { remaining } => write!(
                 f,
                 "shutdown timeout expired with {remaining} connection(s) still open"

@@ -41,6 +41,7 @@ use std::collections::BinaryHeap;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -66,6 +67,9 @@ const _: () = assert!(usize::BITS == 64, "slot tokens pack two 32-bit halves");
 const EVENTS_PER_POLL: usize = 1024;
 /// Stale deadline entries tolerated before the heap is rebuilt (see `compact_heap`).
 const HEAP_SLACK: usize = 1024;
+/// Panics of the keeper's loop survived before it gives up (see `contained_run`): one is
+/// drained from like a stop; a second during that drain means its state cannot be trusted.
+const KEEPER_PANICS_MAX: u32 = 2;
 /// While draining, re-check the open count at least this often (the last close also wakes us).
 const DRAIN_TICK: Duration = Duration::from_millis(50);
 /// Most connections accepted at the connection cap that wait for a seat at once. Each holds
@@ -338,7 +342,7 @@ pub(crate) fn start(
     let thread = std::thread::Builder::new()
         .name("keeper".into())
         .spawn(move || {
-            keeper.run();
+            keeper.contained_run();
             let _ = done.send(());
         })?;
     Ok((handle, thread))
@@ -385,10 +389,40 @@ impl Keeper {
         Ok((keeper, handle))
     }
 
+    /// Runs the loop; a panic is contained. It is logged, the drain starts, and the loop
+    /// goes on from the state it left, so that the connections the keeper holds are drained
+    /// like in any stop rather than dropped; `run` then returns an error and the process
+    /// exits with status 1, for a supervisor to restart it. Should it panic again
+    /// ([`KEEPER_PANICS_MAX`]), it gives up: the connections it holds are closed, and their
+    /// number is logged.
+    fn contained_run(&mut self) {
+        let mut panics = 0;
+        while let Err(panic) = std::panic::catch_unwind(AssertUnwindSafe(|| self.run())) {
+            panics += 1;
+            let what = crate::pool::panic_message(&*panic);
+            self.shared.keeper_failed.store(true, Ordering::SeqCst);
+            if panics >= KEEPER_PANICS_MAX {
+                log::error!(
+                    "keeper panicked again ({what}): closing the {} connection(s) it holds",
+                    self.parked + self.room.len()
+                );
+                self.ready.exit_all();
+                return;
+            }
+            log::error!("keeper panicked ({what}): draining, then exiting with status 1");
+            self.shared.shutdown.trigger();
+        }
+    }
+
     fn run(&mut self) {
         let mut events = Events::with_capacity(EVENTS_PER_POLL);
         let mut progress = (0, Instant::now());
         loop {
+            if let Some(fault) = &self.shared.config.keeper_fault {
+                if fault.fire() {
+                    panic!("injected keeper fault (test seam)");
+                }
+            }
             let now = Instant::now();
             self.expire(now);
             self.ready.wake();

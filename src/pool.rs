@@ -249,15 +249,20 @@ fn work(shared: &Shared, q: &Queues, serve: ServeFn) {
             Ok(Next::Linger(linger)) => q.keeper.send(Parcel::Linger(linger)),
             Ok(Next::Done) => {}
             Err(panic) => {
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown panic".into());
+                let what = panic_message(&*panic);
                 log::error!("panic while serving a connection (connection dropped, worker lives on): {what}");
             }
         }
     }
+}
+
+/// What a caught panic said.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
 }
 
 /// The next connection to serve, preferring those with bytes ready (they carry a request and

@@ -297,6 +297,9 @@ impl Server {
         );
         log::info!("{}", shared.stats());
         logger.finish();
+        if shared.keeper_failed.load(Ordering::SeqCst) {
+            return Err(Error::KeeperFailed);
+        }
         Ok(())
     }
 }

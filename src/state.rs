@@ -49,6 +49,8 @@ pub(crate) struct Shared {
     pub queued: AtomicUsize,
     /// Workers currently serving a connection (the rest wait for jobs).
     pub busy_workers: AtomicUsize,
+    /// The keeper thread panicked (the server drains and `run` returns an error).
+    pub keeper_failed: AtomicBool,
     /// The acceptor is done (listener closed, last sweep queued): until then a drain is not
     /// over even with no connection open, because one may still be accepted.
     pub acceptor_done: AtomicBool,
@@ -74,6 +76,7 @@ impl Shared {
             watched: AtomicUsize::new(0),
             queued: AtomicUsize::new(0),
             busy_workers: AtomicUsize::new(0),
+            keeper_failed: AtomicBool::new(false),
             acceptor_done: AtomicBool::new(false),
         })
     }
