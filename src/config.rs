@@ -47,11 +47,31 @@ pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Requests served on one connection before it is closed (nginx and lighttpd use 1000),
 /// so one client cannot own a connection slot forever.
 pub const MAX_REQUESTS_PER_CONNECTION: u32 = 1000;
-/// Connections open at once (queued, parked or being served). At the cap the keeper first
-/// reclaims a connection that is not working (see [`RECLAIM_HEAD_GRACE`]); only when every
-/// one is working does a new one get 503: each costs a descriptor, and the common soft limit
-/// is 1024.
-pub const MAX_CONNECTIONS: usize = 900;
+/// Connections open at once (queued, parked or being served) when the descriptor limit
+/// cannot be read (no `/proc`): what [`FdBudget`] allows for the common soft limit of 1024
+/// with up to 48 workers.
+/// At the cap the keeper first reclaims a connection that is not working (see
+/// [`RECLAIM_HEAD_GRACE`]); only when every one is working does a new one get 503.
+pub const MAX_CONNECTIONS: usize = 450;
+/// `Limits::max_connections` value that means "derive it from the descriptor limit when the
+/// server binds" ([`FdBudget::for_limit`]); the default.
+pub const MAX_CONNECTIONS_AUTO: usize = 0;
+/// Descriptors held apart from connections: stdin, stdout, stderr, the listener, two epoll
+/// instances and their wakers, the signal pipe, the sweeper's directory, with room to spare.
+/// [`FdBudget`] adds one per worker for what a request opens for a moment (a sidecar next to
+/// its file, the directory an upload's rename is synced through).
+pub const FDS_RESERVED: usize = 16;
+/// Most descriptors one connection holds: its socket, plus the file of a response parked
+/// with the keeper (or an upload's temporary file).
+pub const FDS_PER_CONNECTION: usize = 2;
+/// Most connections the derived default allows, whatever the descriptor limit: every idle
+/// connection pins kernel socket memory, and a container's limit of 1,048,576 should not
+/// mean half a million connections unless the operator asks for them.
+pub const MAX_CONNECTIONS_DERIVED_CEILING: usize = 16_384;
+/// Most connections accepted at the cap that wait for a seat at once (an eighth of the cap
+/// up to this; see [`room_for`]). Each holds a socket, so the budget counts them; beyond,
+/// a newcomer gets 503 at once.
+pub const ROOM_MAX: usize = 64;
 /// At the connection cap, a connection that has not completed a request head this long
 /// after it started may be closed to seat a new one (idle keep-alive connections go first,
 /// at any age). A real client sends its head right behind the handshake's last ACK, so the
@@ -95,6 +115,74 @@ pub const DEFAULT_MAX_UPLOAD: u64 = 64 * 1024 * 1024;
 /// Default health endpoint (static-web-server and Kubernetes probes use the same name).
 pub const DEFAULT_HEALTH_PATH: &str = "/health";
 
+/// How many connections accepted at a cap of `cap` may wait for a seat at once.
+pub fn room_for(cap: usize) -> usize {
+    (cap / 8).min(ROOM_MAX)
+}
+
+/// The descriptor budget: what `connections` connections may hold at most, next to what the
+/// process keeps apart. A connection holds its socket, plus a file while its response is
+/// parked with the keeper (or an upload's temporary file): [`FDS_PER_CONNECTION`] each, and
+/// one each for those waiting for a seat at the cap ([`room_for`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FdBudget {
+    /// Descriptors kept apart: [`FDS_RESERVED`] plus one per worker.
+    pub reserved: usize,
+    /// The connection cap.
+    pub connections: usize,
+    /// Connections that may wait for a seat beyond the cap.
+    pub room: usize,
+}
+
+impl FdBudget {
+    /// The budget of `connections` connections with `workers` workers.
+    pub fn new(connections: usize, workers: usize) -> FdBudget {
+        FdBudget {
+            reserved: FDS_RESERVED + workers,
+            connections,
+            room: room_for(connections),
+        }
+    }
+
+    /// The most connections that `limit` descriptors allow with `workers` workers (at least
+    /// one, at most [`MAX_CONNECTIONS_DERIVED_CEILING`]).
+    pub fn for_limit(limit: u64, workers: usize) -> FdBudget {
+        let reserved = FDS_RESERVED + workers;
+        let free = usize::try_from(limit)
+            .unwrap_or(usize::MAX)
+            .saturating_sub(reserved);
+        let fits = |c: usize| FDS_PER_CONNECTION * c + room_for(c) <= free;
+        // A third of what is free surely fits (the room is at most an eighth of the cap).
+        let mut connections =
+            (free / (FDS_PER_CONNECTION + 1)).min(MAX_CONNECTIONS_DERIVED_CEILING);
+        while connections < MAX_CONNECTIONS_DERIVED_CEILING && fits(connections + 1) {
+            connections += 1;
+        }
+        FdBudget::new(connections.max(1), workers)
+    }
+
+    /// Descriptors needed at most.
+    pub fn needed(&self) -> usize {
+        self.reserved + FDS_PER_CONNECTION * self.connections + self.room
+    }
+}
+
+/// The soft limit on open descriptors (`RLIMIT_NOFILE`) as `/proc/self/limits` states it;
+/// `None` when unlimited or unreadable (another Unix, no `/proc`).
+pub fn nofile_limit() -> Option<u64> {
+    parse_nofile(&std::fs::read_to_string("/proc/self/limits").ok()?)
+}
+
+/// The soft value of the "Max open files" line of a `/proc/<pid>/limits` text.
+pub fn parse_nofile(limits: &str) -> Option<u64> {
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// Per-connection limits and timeouts. `Default` reads the constants above; tests shrink the
 /// timeouts instead of waiting them out. Keep `max_head_bytes` above `max_request_line` plus
 /// the empty lines allowed before a request (`request::MAX_LEADING_EMPTY_BYTES`) plus 2, as
@@ -118,7 +206,8 @@ pub struct Limits {
     pub shutdown_timeout: Duration,
     /// See [`MAX_REQUESTS_PER_CONNECTION`].
     pub max_requests: u32,
-    /// See [`MAX_CONNECTIONS`].
+    /// The connection cap; [`MAX_CONNECTIONS_AUTO`] (the default) derives it from the
+    /// descriptor limit when the server binds ([`FdBudget::for_limit`]).
     pub max_connections: usize,
     /// See [`LINGER_TIMEOUT`].
     pub linger_timeout: Duration,
@@ -141,7 +230,7 @@ impl Default for Limits {
             write_timeout: WRITE_TIMEOUT,
             shutdown_timeout: SHUTDOWN_TIMEOUT,
             max_requests: MAX_REQUESTS_PER_CONNECTION,
-            max_connections: MAX_CONNECTIONS,
+            max_connections: MAX_CONNECTIONS_AUTO,
             linger_timeout: LINGER_TIMEOUT,
             drain_first_byte_grace: DRAIN_FIRST_BYTE_GRACE,
             shed_idle_after: SHED_IDLE_AFTER,
@@ -332,7 +421,7 @@ Options:
                            [default: 256 x cores = {queue} here]
   --max-connections N      open connections at most; at the cap idle, silent and slowloris
                            ones are closed to seat new ones, 503 only when all are busy
-                           [default: {maxc}]
+                           [default: what the descriptor limit allows, 2 per connection]
   --overload shed|wait     when the queue is full: answer 503 at once (shed), or stop
                            accepting and leave clients in the kernel backlog [default: shed]
   --max-requests N         requests per keep-alive connection [default: {maxr}]
@@ -370,7 +459,6 @@ underscores (switches take 1/true/yes or 0/false/no); the command line wins:
         version = env!("CARGO_PKG_VERSION"),
         workers = d.workers,
         queue = d.queue,
-        maxc = d.limits.max_connections,
         maxr = d.limits.max_requests,
         ht = secs(d.limits.head_timeout),
         ka = secs(d.limits.keep_alive_timeout),
@@ -738,6 +826,54 @@ impl Eq for KeeperFault {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_descriptor_limit_is_read_from_proc_limits() {
+        let text = "Limit                     Soft Limit           Hard Limit           Units     \n\
+                    Max cpu time              unlimited            unlimited            seconds   \n\
+                    Max open files            1024                 524288               files     \n";
+        assert_eq!(parse_nofile(text), Some(1024));
+        let unlimited = text.replace("1024      ", "unlimited ");
+        assert_eq!(parse_nofile(&unlimited), None);
+        assert_eq!(parse_nofile("Max processes 10 10 processes\n"), None);
+        assert_eq!(parse_nofile(""), None);
+        if cfg!(target_os = "linux") {
+            assert!(
+                nofile_limit().is_some_and(|n| n > 0),
+                "this process has a limit"
+            );
+        }
+    }
+
+    #[test]
+    fn the_derived_cap_is_the_most_the_descriptors_allow() {
+        // (limit, workers) -> connections
+        let table = [
+            (1024, 8, 471),
+            (1024, 64, 444),
+            (64, 8, 19),
+            (40, 8, 7),
+            (10, 8, 1), // at least one, even when the limit is too low for it
+            (1 << 20, 8, MAX_CONNECTIONS_DERIVED_CEILING),
+        ];
+        for (limit, workers, want) in table {
+            let budget = FdBudget::for_limit(limit, workers);
+            assert_eq!(budget.connections, want, "limit {limit}, {workers} workers");
+            if want > 1 && want < MAX_CONNECTIONS_DERIVED_CEILING {
+                assert!(budget.needed() as u64 <= limit, "{budget:?} fits {limit}");
+                let more = FdBudget::new(want + 1, workers);
+                assert!(
+                    more.needed() as u64 > limit,
+                    "{more:?} would not fit {limit}"
+                );
+            }
+        }
+        assert_eq!(room_for(7), 0);
+        assert_eq!(room_for(471), 58);
+        assert_eq!(room_for(10_000), ROOM_MAX);
+        // The fallback fits the common soft limit of 1024 with up to 48 workers.
+        assert!(FdBudget::new(MAX_CONNECTIONS, 48).needed() <= 1024);
+    }
 
     fn run(args: &[&str]) -> Result<CliAction, ConfigError> {
         Config::from_args(args.iter().map(OsString::from))

@@ -14,6 +14,11 @@ use std::path::PathBuf;
 
 use crate::response::Status;
 
+/// Too many open files in this process (Linux `EMFILE`); std has no `ErrorKind` for it.
+const EMFILE: i32 = 24;
+/// Too many open files in the system (Linux `ENFILE`).
+const ENFILE: i32 = 23;
+
 /// A failure of the server as a whole.
 #[derive(Debug)]
 pub enum Error {
@@ -125,6 +130,10 @@ pub enum HttpError {
     Conflict,
     /// A PUT without Content-Length or chunked framing (RFC 9110 §15.5.12: 411).
     LengthRequired,
+    /// Out of descriptors (`EMFILE`, `ENFILE`) opening a file: a moment's overload, not a
+    /// fault, so 503 with `Retry-After` rather than 500, and the connection closes to give
+    /// its descriptor back.
+    Unavailable,
     /// Any other failure while handling the request; the detail goes to the log.
     Internal,
 }
@@ -147,6 +156,7 @@ impl HttpError {
             HttpError::Forbidden => Status::Forbidden,
             HttpError::Conflict => Status::Conflict,
             HttpError::LengthRequired => Status::LengthRequired,
+            HttpError::Unavailable => Status::ServiceUnavailable,
             HttpError::Internal => Status::InternalServerError,
         }
     }
@@ -178,6 +188,8 @@ impl HttpError {
             | io::ErrorKind::InvalidFilename
             | io::ErrorKind::InvalidInput => HttpError::NotFound,
             io::ErrorKind::PermissionDenied => HttpError::Forbidden,
+            // EMFILE, ENFILE: the descriptor budget is exhausted for a moment.
+            _ if matches!(err.raw_os_error(), Some(EMFILE | ENFILE)) => HttpError::Unavailable,
             _ => HttpError::Internal,
         }
     }

@@ -600,6 +600,14 @@ fn error_reply(
 ) -> Reply {
     let status = err.status();
     let keep = keep && !err.closes_connection();
+    // RFC 9110 §10.2.3: a 503 says when to come back (the acceptor's canned one does too).
+    let retry;
+    let extra = if status == Status::ServiceUnavailable {
+        retry = [extra, &[("Retry-After", "1")]].concat();
+        &retry[..]
+    } else {
+        extra
+    };
     let out = canned(status, head_only, connection_value(version, keep), extra);
     Reply { status, out, keep }
 }

@@ -72,10 +72,6 @@ const HEAP_SLACK: usize = 1024;
 const KEEPER_PANICS_MAX: u32 = 2;
 /// While draining, re-check the open count at least this often (the last close also wakes us).
 const DRAIN_TICK: Duration = Duration::from_millis(50);
-/// Most connections accepted at the connection cap that wait for a seat at once. Each holds
-/// a descriptor, so this is what the cap may be exceeded by (see the descriptor budget);
-/// beyond it a new connection gets 503 at once.
-const ROOM_MAX: usize = 64;
 /// Longest wait for a seat at the cap: more than the reclaim grace, so a connection that
 /// waits for a silent one to age out is seated; after it, 503 and `Retry-After` tell the
 /// client more than silence would.
@@ -248,6 +244,24 @@ impl Kind {
             Kind::Linger { .. } => Interest::READABLE,
         }
     }
+}
+
+/// Writes the canned 503 to a connection that cannot be served (never waiting: its send
+/// buffer is empty, so 200 bytes fit) and returns it for a lingering close, so the client
+/// reads the answer rather than a reset. Past the descriptor budget (more connections open
+/// than the cap and the room allow) it does not linger, since each lingering socket holds a
+/// descriptor that the connections within the cap need: it reads away what the client has
+/// sent so far, so the close sends FIN rather than RST, and closes at once.
+pub(crate) fn shed(linger: Lingering, shared: &Shared) -> Option<Lingering> {
+    (&linger.stream).write_all(OVERLOADED).ok()?;
+    let cap = shared.config.limits.max_connections;
+    if shared.open() > cap + crate::config::room_for(cap) {
+        let mut sink = [0u8; 4096];
+        while matches!((&linger.stream).read(&mut sink), Ok(n) if n > 0) {}
+        return None;
+    }
+    let _ = linger.stream.shutdown(std::net::Shutdown::Write);
+    Some(linger)
 }
 
 /// The earlier of a candidate so far and another.
@@ -814,15 +828,23 @@ impl Keeper {
         !pending
     }
 
-    /// A connection accepted at the cap. It waits in the room for a seat ([`ROOM_MAX`] of
-    /// them at most, each for [`ROOM_WAIT`] at most), unless every parked connection is
-    /// working: then there is nothing to reclaim, the load is real, and it gets 503.
+    /// A connection accepted at the cap. It waits in the room for a seat
+    /// ([`crate::config::room_for`] the cap at most, each for [`ROOM_WAIT`] at most), unless
+    /// every parked connection is working: then there is nothing to reclaim, the load is
+    /// real, and it gets 503.
     fn seat(&mut self, conn: Conn) {
-        if self.room.len() >= ROOM_MAX || self.parked == self.parked_working {
+        if self.parked == self.parked_working {
             return self.refuse(conn);
         }
-        self.room.push_back((conn, Instant::now() + ROOM_WAIT));
-        self.seat_waiting(Instant::now());
+        let now = Instant::now();
+        self.room.push_back((conn, now + ROOM_WAIT));
+        self.seat_waiting(now);
+        let room = crate::config::room_for(self.shared.config.limits.max_connections);
+        while self.room.len() > room {
+            if let Some((conn, _)) = self.room.pop_back() {
+                self.refuse(conn);
+            }
+        }
     }
 
     /// Seats the connections waiting in the room, oldest first: in a slot another connection
@@ -892,9 +914,7 @@ impl Keeper {
     /// send buffer is empty) and lets it linger so the client reads it.
     fn refuse(&mut self, conn: Conn) {
         self.shared.shed.fetch_add(1, Ordering::Relaxed);
-        let linger = conn.into_linger();
-        if (&linger.stream).write_all(OVERLOADED).is_ok() {
-            let _ = linger.stream.shutdown(std::net::Shutdown::Write);
+        if let Some(linger) = shed(conn.into_linger(), &self.shared) {
             self.admit(Parcel::Linger(linger));
         }
     }

@@ -37,11 +37,12 @@ fn main() -> ExitCode {
     }
     let c = server.config();
     println!(
-        "poolserve listening on http://{}/ (root {}, {} workers, queue {})",
+        "poolserve listening on http://{}/ (root {}, {} workers, queue {}, {} connections)",
         server.local_addr(),
         c.root.display(),
         c.workers,
-        c.queue
+        c.queue,
+        c.limits.max_connections
     );
     match server.run() {
         Ok(()) => ExitCode::SUCCESS,

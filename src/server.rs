@@ -13,7 +13,7 @@
 //! keeper close idle connections, let workers finish what they hold and what is queued (with
 //! `Connection: close`), and wait for every thread up to the shutdown timeout.
 
-use std::io::{self, Write};
+use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
@@ -26,12 +26,14 @@ use crossbeam_channel::{Sender, TrySendError};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use crate::config::{AccessLog, Config, Overload, ACCEPT_BACKOFF_MAX};
+use crate::config::{
+    nofile_limit, AccessLog, Config, FdBudget, Overload, ACCEPT_BACKOFF_MAX, FDS_PER_CONNECTION,
+    MAX_CONNECTIONS, MAX_CONNECTIONS_AUTO,
+};
 use crate::connection::Conn;
 use crate::error::Error;
 use crate::keeper::{self, KeeperHandle, Lingering, Parcel};
 use crate::pool::{self, Queues, ReadyQueue};
-use crate::response::OVERLOADED;
 use crate::shutdown::Shutdown;
 use crate::state::{Shared, Stats};
 use crate::upload::{sweep_stale, STALE_UPLOAD_AGE};
@@ -149,6 +151,43 @@ fn page(flag: &'static str, path: Option<PathBuf>) -> Result<Option<PathBuf>, Er
     Ok(Some(real))
 }
 
+/// Derives the connection cap from the descriptor limit when it is not set
+/// ([`MAX_CONNECTIONS_AUTO`]), and says what the budget is, or warns when a cap that was set
+/// needs more descriptors than the limit gives.
+fn descriptor_budget(config: &mut Config) {
+    let limit = nofile_limit();
+    let limits = &mut config.limits;
+    if limits.max_connections == MAX_CONNECTIONS_AUTO {
+        limits.max_connections = limit.map_or(MAX_CONNECTIONS, |l| {
+            FdBudget::for_limit(l, config.workers).connections
+        });
+    }
+    let budget = FdBudget::new(limits.max_connections, config.workers);
+    let Some(limit) = limit else {
+        return log::info!(
+            "descriptor limit unknown: at most {} connections (2 descriptors each)",
+            budget.connections
+        );
+    };
+    let plan = format!(
+        "{} connections x {FDS_PER_CONNECTION} (a socket, and a file while a response waits \
+         for the client) + {} waiting for a seat + {} reserved = {} of {limit} descriptors",
+        budget.connections,
+        budget.room,
+        budget.reserved,
+        budget.needed()
+    );
+    if budget.needed() as u64 > limit {
+        log::warn!(
+            "--max-connections {}: {plan}; raise the limit (ulimit -n, LimitNOFILE=) or lower \
+             the cap, or accept() will fail with EMFILE under load",
+            budget.connections
+        );
+    } else {
+        log::info!("descriptor budget: {plan}");
+    }
+}
+
 impl Server {
     /// Validates the root and binds the address. Nothing runs yet.
     pub fn bind(mut config: Config) -> Result<Server, Error> {
@@ -168,6 +207,7 @@ impl Server {
         config.fallback = page("--fallback", config.fallback.take())?;
         config.workers = config.workers.max(1);
         config.queue = config.queue.max(1);
+        descriptor_budget(&mut config);
         let listener = TcpListener::bind(config.addr).map_err(|source| Error::Bind {
             addr: config.addr,
             source,
@@ -481,17 +521,15 @@ fn dispatch(
     };
     let shed = shared.shed.fetch_add(1, Ordering::Relaxed) + 1;
     warn.warn(|n| log::warn!("overloaded: answered 503 to {n} connection(s) ({shed} since start)"));
-    shed_with_503(conn.into_linger(), keeper);
+    shed_with_503(conn.into_linger(), keeper, shared);
 }
 
-/// Writes the canned 503 without ever waiting (the socket is non-blocking, see `Conn::new`, and its send buffer
-/// is empty, so 200 bytes fit), then lets the keeper linger so the client reads it.
-fn shed_with_503(linger: Lingering, keeper: &KeeperHandle) {
-    if (&linger.stream).write_all(OVERLOADED).is_err() {
-        return;
+/// Writes the canned 503 without ever waiting ([`keeper::shed`]), then lets the keeper
+/// linger so the client reads it.
+fn shed_with_503(linger: Lingering, keeper: &KeeperHandle, shared: &Shared) {
+    if let Some(linger) = keeper::shed(linger, shared) {
+        keeper.send(Parcel::Linger(linger));
     }
-    let _ = linger.stream.shutdown(std::net::Shutdown::Write);
-    keeper.send(Parcel::Linger(linger));
 }
 
 /// Logs at most once per [`WARN_INTERVAL`], with how many events it stands for.

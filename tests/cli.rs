@@ -233,6 +233,9 @@ fn running_out_of_descriptors_backs_off_and_recovers() {
             d.path.to_str().unwrap(),
             "--port",
             "0",
+            // A cap far beyond what 40 descriptors allow (the derived one would fit).
+            "--max-connections",
+            "900",
         ])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
@@ -618,4 +621,152 @@ fn a_stalled_log_reader_never_stops_serving() {
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("{stats}"));
     assert!(dropped > 0 && dropped < REQUESTS as u64, "{stats}");
+}
+
+/// Issue 15: under a low descriptor limit the derived cap keeps the connections within the
+/// budget. Slow readers of a large file (each holds its socket and the file while its
+/// response waits) fill the cap and all get every byte; a crowd of newcomers gets 200 or
+/// 503, never 500, even when descriptors run out for a moment.
+#[test]
+fn a_low_descriptor_limit_is_budgeted_and_slow_readers_finish() {
+    const BIG: usize = 4 * 1024 * 1024;
+    if Command::new("prlimit").arg("--version").output().is_err() {
+        eprintln!("skipped: prlimit (util-linux) is not installed");
+        return;
+    }
+    let d = TestDir::new();
+    d.file("a.txt", "aaa\n");
+    d.file(
+        "big.bin",
+        (0..BIG).map(|i| (i % 253) as u8).collect::<Vec<u8>>(),
+    );
+    d.file("mid.bin", vec![b'm'; 64 * 1024]);
+    let mut child = Command::new("prlimit")
+        .args(["--nofile=64:64", BIN, "--root", d.path.to_str().unwrap()])
+        .args(["--port", "0", "--workers", "4", "--access-log", "off"])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn prlimit poolserve");
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let addr: SocketAddr = first
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|a| a.parse().ok())
+        .unwrap();
+    let cap: usize = first
+        .split(", ")
+        .find_map(|part| part.trim_end().strip_suffix(" connections)"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no cap in {first:?}"));
+    assert!(
+        (10..32).contains(&cap),
+        "64 descriptors, 4 workers: cap {cap}"
+    );
+
+    let readers: Vec<TcpStream> = (0..cap)
+        .map(|_| {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            s.write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                .unwrap();
+            s
+        })
+        .collect();
+    // Newcomers, all at once and held open, for a file too large for the cache (each
+    // answer opens it): past the budget, accept() may back off on EMFILE for a moment, and
+    // a file that cannot be opened is 503, never 500.
+    let newcomers: Vec<TcpStream> = (0..3 * cap)
+        .map(|_| {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            s.write_all(b"GET /mid.bin HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                .unwrap();
+            s
+        })
+        .collect();
+    let mut statuses = std::collections::BTreeMap::new();
+    for mut s in newcomers {
+        let r = support::read_response(&mut s, false).expect("an answer");
+        *statuses.entry(r.status).or_insert(0) += 1;
+    }
+    assert!(
+        statuses.keys().all(|s| *s == 200 || *s == 503),
+        "{statuses:?}"
+    );
+    for mut s in readers {
+        let head = support::read_response(&mut s, true).expect("the head");
+        assert_eq!(head.status, 200);
+        let mut body = Vec::with_capacity(BIG);
+        s.read_to_end(&mut body).unwrap();
+        assert_eq!(body.len(), BIG, "every byte");
+        assert!(body.iter().enumerate().all(|(i, &b)| b == (i % 253) as u8));
+    }
+    signal(&child, "-TERM");
+    let status = wait_with_timeout(&mut child, Duration::from_secs(15)).expect("exit");
+    let log = stderr_of(&mut child);
+    assert!(log.contains("descriptor budget: "), "{log}");
+    assert!(
+        !log.contains("accept failed"),
+        "ran out of descriptors: {log}"
+    );
+    assert!(!log.contains("cannot read"), "{log}");
+    assert_eq!(status.code(), Some(0), "{log}");
+    eprintln!("{statuses:?}");
+}
+
+/// Issue 15: a cap set above what the descriptor limit allows is warned about at start-up;
+/// when descriptors then run out, accept() backs off and a file that cannot be opened is
+/// answered 503 with `Connection: close` (giving its descriptor back), never 500.
+#[test]
+fn out_of_descriptors_a_file_that_cannot_be_opened_is_503_not_500() {
+    const CLIENTS: usize = 40;
+    if Command::new("prlimit").arg("--version").output().is_err() {
+        eprintln!("skipped: prlimit (util-linux) is not installed");
+        return;
+    }
+    let d = TestDir::new();
+    d.file("mid.bin", vec![b'm'; 64 * 1024]);
+    let mut child = Command::new("prlimit")
+        .args(["--nofile=40:40", BIN, "--root", d.path.to_str().unwrap()])
+        .args(["--port", "0", "--workers", "4", "--max-connections", "900"])
+        .args(["--access-log", "off"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn prlimit poolserve");
+    let addr = listening_address(&mut child);
+    let clients: Vec<TcpStream> = (0..CLIENTS)
+        .map(|_| {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            s.write_all(b"GET /mid.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+                .unwrap();
+            s
+        })
+        .collect();
+    let mut statuses = std::collections::BTreeMap::new();
+    for mut s in clients {
+        let r = support::read_response(&mut s, false).expect("an answer");
+        if r.status == 503 {
+            assert_eq!(r.header("Connection"), Some("close"));
+            assert_eq!(r.header("Retry-After"), Some("1"));
+        }
+        *statuses.entry(r.status).or_insert(0) += 1;
+    }
+    assert!(
+        statuses.keys().all(|s| *s == 200 || *s == 503),
+        "{statuses:?}"
+    );
+    signal(&child, "-TERM");
+    let status = wait_with_timeout(&mut child, Duration::from_secs(15)).expect("exit");
+    let log = stderr_of(&mut child);
+    assert!(log.contains("--max-connections 900: "), "{log}");
+    assert_eq!(status.code(), Some(0), "{log}");
 }
