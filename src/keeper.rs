@@ -496,7 +496,7 @@ impl Keeper {
             for event in events.iter() {
                 if event.token() != WAKE {
                     let (slot, reg) = untoken(event.token());
-                    self.on_ready(slot, reg);
+                    self.on_ready(slot, reg, event.is_read_closed());
                 }
             }
             while let Ok(parcel) = self.rx.try_recv() {
@@ -641,7 +641,7 @@ impl Keeper {
         if lingering && was_ready {
             // Input came while it was out: the edge is spent, so read now.
             let reg = self.slots[slot].reg;
-            self.on_ready(slot, reg);
+            self.on_ready(slot, reg, false);
         }
     }
 
@@ -709,7 +709,10 @@ impl Keeper {
         deadline.min(cap)
     }
 
-    fn on_ready(&mut self, slot: usize, reg: u32) {
+    /// A readiness event for a slot's socket. `read_closed`: the event also reported the
+    /// client's end of stream (EPOLLRDHUP), which the connection must know, see
+    /// [`Conn::note_read_closed`].
+    fn on_ready(&mut self, slot: usize, reg: u32, read_closed: bool) {
         let Some(s) = self.slots.get_mut(slot).filter(|s| s.reg == reg) else {
             return; // a closed connection's last event
         };
@@ -720,7 +723,10 @@ impl Keeper {
                 kind: Kind::Wait(_),
                 ..
             }) => {
-                if let Some(Kind::Wait(conn)) = self.take_out(slot) {
+                if let Some(Kind::Wait(mut conn)) = self.take_out(slot) {
+                    if read_closed {
+                        conn.note_read_closed();
+                    }
                     self.ready.push(Job::Serve(conn));
                 }
             }
@@ -1072,7 +1078,7 @@ mod tests {
                 let mut seen = false;
                 for event in events.iter().filter(|e| e.token() != WAKE) {
                     let (s, reg) = untoken(event.token());
-                    self.keeper.on_ready(s, reg);
+                    self.keeper.on_ready(s, reg, event.is_read_closed());
                     seen |= s == slot;
                 }
                 if seen {
@@ -1292,7 +1298,7 @@ mod tests {
 
             match late {
                 Late::Gone => rig.keeper.admit(Parcel::Gone { slot, reg: old_reg }),
-                Late::Event => rig.keeper.on_ready(slot, old_reg),
+                Late::Event => rig.keeper.on_ready(slot, old_reg, false),
             }
 
             assert_eq!(state(&rig.keeper, slot), before, "{name}");

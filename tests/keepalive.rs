@@ -340,3 +340,39 @@ fn an_empty_line_between_requests_leaves_the_connection_idle() {
     let r = read_response(&mut s, false).expect("an answer on the same connection");
     assert_eq!((r.status, r.text().as_str()), (200, "aaa\n"));
 }
+
+/// Found by the soak (issue 15): a client that sends its request and half-closes at once is
+/// closed right after its answer. The request and the FIN often come with one edge-triggered
+/// event; the read that takes the request used it up, so the end of stream was only seen at
+/// the keep-alive timeout, 30 s later. The connection is parked first (as a keep-alive one
+/// is between requests), so that its readiness comes through the keeper.
+#[test]
+fn a_half_closed_client_is_closed_right_after_its_answer() {
+    const ROUNDS: usize = 300;
+    let d = site();
+    let mut c = support::config(&d.path);
+    c.limits.keep_alive_timeout = Duration::from_secs(30);
+    let srv = TestServer::with_config(c);
+    let mut slow = 0;
+    for _ in 0..ROUNDS {
+        let mut s = srv.connect();
+        s.write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        assert_eq!(read_response(&mut s, false).unwrap().status, 200);
+        // Parked between requests; now the next request and the FIN together.
+        s.write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let t = Instant::now();
+        let mut rest = Vec::new();
+        std::io::Read::read_to_end(&mut s, &mut rest).expect("closed within the IO timeout");
+        assert!(String::from_utf8_lossy(&rest).starts_with("HTTP/1.1 200 "));
+        if t.elapsed() > Duration::from_secs(1) {
+            slow += 1;
+        }
+    }
+    assert_eq!(
+        slow, 0,
+        "{slow} of {ROUNDS} half-closed clients waited for a timeout"
+    );
+}
