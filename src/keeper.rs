@@ -42,7 +42,7 @@ use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -57,6 +57,10 @@ use crate::pool::{Job, ReadyQueue, STALL_AFTER};
 use crate::response::OVERLOADED;
 use crate::state::{OpenGuard, Shared};
 
+/// `Slot::readied`: the socket reported readiness while a worker had the connection.
+const READIED: u8 = 1;
+/// `Slot::readied`: and that readiness included the client's end of stream.
+const READ_CLOSED: u8 = 2;
 /// Token of the waker; slots use their index in the low half and the slot's registration
 /// generation in the high half (31 bits, so never `usize::MAX`).
 const WAKE: Token = Token(usize::MAX);
@@ -115,7 +119,7 @@ pub(crate) struct Ticket {
     interest: Interest,
     /// Set by the keeper when the socket reported readiness while a worker had it: that edge
     /// is spent, so the next park must wake the keeper (see [`KeeperHandle::park`]).
-    readied: Arc<AtomicBool>,
+    readied: Arc<AtomicU8>,
     keeper: Arc<KeeperHandle>,
 }
 
@@ -189,7 +193,7 @@ impl KeeperHandle {
         // Likewise for `readied`: the keeper sets it while handling events, before it drains
         // the parcels; so either we see it set, or the keeper drains this parcel afterwards.
         fence(Ordering::SeqCst);
-        let readied = readied.is_some_and(|r| r.load(Ordering::SeqCst));
+        let readied = readied.is_some_and(|r| r.load(Ordering::SeqCst) != 0);
         if !registered || readied || draining || deadline < self.wake_at.load(Ordering::SeqCst) {
             self.wake_if_sleeping();
         }
@@ -308,8 +312,9 @@ struct Slot {
     /// What the socket is registered for.
     interest: Interest,
     state: State,
-    /// Shared with the connection's ticket: readiness reported while it was out.
-    readied: Arc<AtomicBool>,
+    /// Shared with the connection's ticket: readiness reported while it was out
+    /// ([`READIED`], with [`READ_CLOSED`] when the client's end of stream came with it).
+    readied: Arc<AtomicU8>,
 }
 
 fn token(slot: usize, reg: u32) -> Token {
@@ -558,7 +563,8 @@ impl Keeper {
                     log::error!("keeper: a connection came back to a slot not out, closing it");
                     return;
                 }
-                let mut ready = s.readied.swap(false, Ordering::SeqCst);
+                let flags = s.readied.swap(0, Ordering::SeqCst);
+                let mut ready = flags != 0;
                 if s.interest != interest {
                     // EPOLL_CTL_MOD reports current readiness: an old flag is moot.
                     ready = false;
@@ -574,8 +580,11 @@ impl Keeper {
                         return; // the ticket frees the slot
                     }
                 } else if ready {
-                    if let Kind::Wait(conn) = kind {
+                    if let Kind::Wait(mut conn) = kind {
                         // Bytes came while a worker had it: straight back to the workers.
+                        if flags & READ_CLOSED != 0 {
+                            conn.note_read_closed();
+                        }
                         self.ready.push(Job::Serve(conn));
                         return;
                     }
@@ -585,7 +594,7 @@ impl Keeper {
             None => {
                 // A fresh flag per registration: the previous one may still be held by the
                 // previous connection's ticket until its `Gone` is read.
-                let readied = Arc::new(AtomicBool::new(false));
+                let readied = Arc::new(AtomicU8::new(0));
                 let slot = self.free.pop().unwrap_or_else(|| {
                     self.slots.push(Slot {
                         reg: 0,
@@ -718,7 +727,10 @@ impl Keeper {
         };
         match &mut s.state {
             State::Free => {}
-            State::Out => s.readied.store(true, Ordering::SeqCst),
+            State::Out => {
+                let closed = if read_closed { READ_CLOSED } else { 0 };
+                s.readied.fetch_or(READIED | closed, Ordering::SeqCst);
+            }
             State::Parked(Entry {
                 kind: Kind::Wait(_),
                 ..
@@ -1088,7 +1100,7 @@ mod tests {
         }
 
         fn readied(&self, slot: usize) -> bool {
-            self.keeper.slots[slot].readied.load(Ordering::SeqCst)
+            self.keeper.slots[slot].readied.load(Ordering::SeqCst) != 0
         }
 
         fn sleeping(&self) -> bool {
@@ -1140,7 +1152,7 @@ mod tests {
         assert_eq!(rig.ready.len(), 0, "a worker has it: nothing to queue");
         assert_eq!(state(&rig.keeper, slot), "out");
         assert!(rig.readied(slot), "the spent edge is remembered");
-        let shared_flag = conn.ticket().unwrap().readied.load(Ordering::SeqCst);
+        let shared_flag = conn.ticket().unwrap().readied.load(Ordering::SeqCst) != 0;
         assert!(shared_flag, "the ticket sees the same flag");
 
         // Its park comes back to the workers at once (it would wait forever for an edge
@@ -1250,7 +1262,9 @@ mod tests {
                     // Registered for a slow reader's writability, now waiting for bytes.
                     ticket.interest = Interest::WRITABLE;
                 }
-                ticket.readied.store(case.readied, Ordering::SeqCst);
+                ticket
+                    .readied
+                    .store(u8::from(case.readied), Ordering::SeqCst);
             }
             let deadline = rig.handle.nanos(conn.deadline(&rig.limits()));
             let tick = u64::try_from(TICK.as_nanos()).unwrap();
