@@ -5,9 +5,9 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use crate::access::Sink;
+use crate::access::{Sink, LOG_QUEUE_LINES};
 use crate::cache::FileCache;
-use crate::config::Config;
+use crate::config::{AccessLog, Config};
 use crate::shutdown::Shutdown;
 
 /// Everything the server threads share.
@@ -60,7 +60,13 @@ impl Shared {
     pub fn new(config: Config, shutdown: Shutdown) -> Arc<Shared> {
         Arc::new(Shared {
             cache: FileCache::new(config.cache_valid),
-            access: Sink::default(),
+            // The queue's slots are allocated up front (4096 lines, about 128 KiB touched):
+            // with the access log off nothing is ever queued, so one slot does.
+            access: Sink::new(if config.access_log == AccessLog::Off {
+                1
+            } else {
+                LOG_QUEUE_LINES
+            }),
             write_lock: std::sync::Mutex::new(()),
             config,
             shutdown,
