@@ -255,13 +255,22 @@ impl Kind {
 /// reads the answer rather than a reset. Past the descriptor budget (more connections open
 /// than the cap and the room allow) it does not linger, since each lingering socket holds a
 /// descriptor that the connections within the cap need: it reads away what the client has
-/// sent so far, so the close sends FIN rather than RST, and closes at once.
+/// sent so far (up to one maximal head), so the close sends FIN rather than RST, and closes
+/// at once.
 pub(crate) fn shed(linger: Lingering, shared: &Shared) -> Option<Lingering> {
     (&linger.stream).write_all(OVERLOADED).ok()?;
     let cap = shared.config.limits.max_connections;
     if shared.open() > cap + crate::config::room_for(cap) {
+        // Bounded by one maximal head: this runs on the acceptor, which must never be held
+        // by a client that keeps sending.
         let mut sink = [0u8; 4096];
-        while matches!((&linger.stream).read(&mut sink), Ok(n) if n > 0) {}
+        let mut drained = 0;
+        while drained < crate::config::MAX_HEAD_BYTES {
+            match (&linger.stream).read(&mut sink) {
+                Ok(n) if n > 0 => drained += n,
+                _ => break,
+            }
+        }
         return None;
     }
     let _ = linger.stream.shutdown(std::net::Shutdown::Write);
@@ -457,7 +466,7 @@ impl Keeper {
             self.shared.parked.store(self.parked, Ordering::Relaxed);
             self.shared
                 .reclaimable
-                .store(self.parked - self.parked_working, Ordering::Relaxed);
+                .store(self.reclaimable(), Ordering::Relaxed);
             self.shared
                 .watched
                 .store(self.slots.len() - self.free.len(), Ordering::Relaxed);
@@ -846,12 +855,18 @@ impl Keeper {
         !pending
     }
 
+    /// Parked connections that are not working (idle, silent, partial heads, lingering
+    /// closes): what the cap may be reclaimed from, now or once a grace has passed.
+    fn reclaimable(&self) -> usize {
+        self.parked - self.parked_working
+    }
+
     /// A connection accepted at the cap. It waits in the room for a seat
     /// ([`crate::config::room_for`] the cap at most, each for [`ROOM_WAIT`] at most), unless
     /// every parked connection is working: then there is nothing to reclaim, the load is
     /// real, and it gets 503.
     fn seat(&mut self, conn: Conn) {
-        if self.parked == self.parked_working {
+        if self.reclaimable() == 0 {
             return self.refuse(conn);
         }
         let now = Instant::now();
