@@ -49,12 +49,6 @@ pub struct Sink {
     epoch: Instant,
 }
 
-impl Default for Sink {
-    fn default() -> Sink {
-        Sink::new(LOG_QUEUE_LINES)
-    }
-}
-
 impl Sink {
     /// A queue of `lines` lines.
     pub fn new(lines: usize) -> Sink {

@@ -6,7 +6,7 @@ mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use support::TestDir;
@@ -84,15 +84,22 @@ fn start(root: &TestDir, extra: &[&str]) -> (Child, SocketAddr) {
 
 /// Reads the address from the binary's one stdout line (`... listening on http://ADDR/ ...`).
 fn listening_address(child: &mut Child) -> SocketAddr {
+    first_line(child).2
+}
+
+/// Reads the binary's first stdout line; returns the reader for the rest of its stdout (the
+/// access log), the line, and the address in it (`... listening on http://ADDR/ ...`).
+fn first_line(child: &mut Child) -> (BufReader<ChildStdout>, String, SocketAddr) {
+    let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    line.split("http://")
+    out.read_line(&mut line).unwrap();
+    let addr = line
+        .split("http://")
         .nth(1)
         .and_then(|rest| rest.split('/').next())
         .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    (out, line, addr)
 }
 
 fn start_logging(root: &TestDir, extra: &[&str], rust_log: &str) -> (Child, SocketAddr) {
@@ -456,15 +463,7 @@ fn access_log_lines_go_to_stdout_in_the_chosen_format() {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn poolserve");
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut first = String::new();
-        out.read_line(&mut first).unwrap();
-        let addr: SocketAddr = first
-            .split("http://")
-            .nth(1)
-            .and_then(|rest| rest.split('/').next())
-            .and_then(|a| a.parse().ok())
-            .unwrap();
+        let (mut out, _, addr) = first_line(&mut child);
         for raw in [
             "GET /a.txt HTTP/1.1\r\nHost: t\r\nUser-Agent: \u{e9}vil \"agent\r\nReferer: http://r/\r\nConnection: close\r\n\r\n",
             "GET /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
@@ -528,15 +527,7 @@ fn a_stalled_log_reader_never_stops_serving() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn poolserve");
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut first = String::new();
-    out.read_line(&mut first).unwrap();
-    let addr: SocketAddr = first
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .and_then(|a| a.parse().ok())
-        .unwrap();
+    let (out, _, addr) = first_line(&mut child);
     // Nobody reads stdout now: its pipe (64 KiB, a few hundred lines) fills at once.
     let clients: Vec<_> = (0..CLIENTS)
         .map(|_| {
@@ -649,16 +640,7 @@ fn a_low_descriptor_limit_is_budgeted_and_slow_readers_finish() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn prlimit poolserve");
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let addr: SocketAddr = first
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .and_then(|a| a.parse().ok())
-        .unwrap();
+    let (_, first, addr) = first_line(&mut child);
     let cap: usize = first
         .split(", ")
         .find_map(|part| part.trim_end().strip_suffix(" connections)"))
