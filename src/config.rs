@@ -99,6 +99,16 @@ pub const MAX_DISCARD_BODY: u64 = 64 * 1024;
 /// During a drain, a connection that has not sent its first byte gets this long to do so
 /// before it is closed like an idle keep-alive connection.
 pub const DRAIN_FIRST_BYTE_GRACE: Duration = Duration::from_secs(1);
+/// Default `--defer-accept`, in seconds: like nginx's `listen ... deferred`, the kernel hands
+/// a new connection over only once its request has arrived (Linux `TCP_DEFER_ACCEPT`), so it
+/// goes straight to a worker with no keeper round trip; a silent one is handed over after
+/// about this long (the SYN-ACK retransmission schedule: 1 s, then 3, 7...) and then waits
+/// in the keeper under the head deadline like any silent connection. 1 s keeps that delay
+/// short; a longer one only keeps silent connections in the kernel longer.
+pub const DEFER_ACCEPT_SECS: u32 = 1;
+/// Largest `--defer-accept`: past about two minutes the kernel's retransmissions give up
+/// anyway.
+pub const DEFER_ACCEPT_MAX_SECS: u32 = 600;
 /// Longest pause of the acceptor after `accept()` fails (EMFILE and friends): it backs off
 /// instead of spinning, doubling from 5 ms.
 pub const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
@@ -268,6 +278,9 @@ pub struct Config {
     pub fallback: Option<PathBuf>,
     /// Per-connection limits and timeouts.
     pub limits: Limits,
+    /// Seconds the kernel may hold a new connection until its first bytes arrive (Linux
+    /// `TCP_DEFER_ACCEPT`; 0: off). See [`DEFER_ACCEPT_SECS`].
+    pub defer_accept: u32,
     /// The access log's format (stdout; `Off` for none).
     pub access_log: AccessLog,
     /// How long the small-file cache trusts an entry (zero: no cache). See [`CACHE_VALID`].
@@ -316,6 +329,7 @@ impl Default for Config {
             not_found_page: None,
             fallback: None,
             limits: Limits::default(),
+            defer_accept: DEFER_ACCEPT_SECS,
             cache_valid: CACHE_VALID,
             access_log: AccessLog::Combined,
             allow_write: false,
@@ -361,6 +375,7 @@ pub const ENV_OPTIONS: &[(&str, bool)] = &[
     ("--queue", true),
     ("--max-connections", true),
     ("--overload", true),
+    ("--defer-accept", true),
     ("--max-requests", true),
     ("--header-timeout", true),
     ("--keepalive-timeout", true),
@@ -425,6 +440,8 @@ Options:
                            [default: what the descriptor limit allows, 2 per connection]
   --overload shed|wait     when the queue is full: answer 503 at once (shed), or stop
                            accepting and leave clients in the kernel backlog [default: shed]
+  --defer-accept SECS      let the kernel hold a new connection until its request arrives,
+                           at most about SECS (Linux); 0 turns it off [default: {defer}]
   --max-requests N         requests per keep-alive connection [default: {maxr}]
   --header-timeout SECS    deadline for a whole request head, then 408 [default: {ht}]
   --keepalive-timeout SECS idle time allowed between requests [default: {ka}]
@@ -466,6 +483,7 @@ underscores (switches take 1/true/yes or 0/false/no); the command line wins:
         wt = secs(d.limits.write_timeout),
         st = secs(d.limits.shutdown_timeout),
         cv = secs(d.cache_valid),
+        defer = d.defer_accept,
     )
 }
 
@@ -561,6 +579,14 @@ impl Config {
                             )))
                         }
                     }
+                }
+                "--defer-accept" => {
+                    cfg.defer_accept = parse_num(
+                        "--defer-accept",
+                        &value("--defer-accept")?,
+                        0,
+                        DEFER_ACCEPT_MAX_SECS as usize,
+                    )? as u32
                 }
                 "--max-connections" => {
                     cfg.limits.max_connections = parse_num(
@@ -948,6 +974,15 @@ mod tests {
         assert_eq!(c.limits.head_timeout, Duration::from_millis(500));
         assert_eq!(c.limits.keep_alive_timeout, Duration::from_millis(2500));
         assert_eq!(c.limits.write_timeout, Duration::from_secs(3));
+        // (arguments, --defer-accept seconds)
+        for (args, want) in [
+            (&[][..], DEFER_ACCEPT_SECS),
+            (&["--defer-accept", "0"], 0),
+            (&["--defer-accept=5"], 5),
+            (&["--defer-accept", "600"], DEFER_ACCEPT_MAX_SECS),
+        ] {
+            assert_eq!(cfg(args).defer_accept, want, "{args:?}");
+        }
     }
 
     #[test]
@@ -984,9 +1019,11 @@ mod tests {
                 ("POOLSERVE_ROOT", "/srv/www"),
                 ("POOLSERVE_ACCESS_LOG", "json"),
                 ("POOLSERVE_MAX_REQUESTS", "7"),
+                ("POOLSERVE_DEFER_ACCEPT", "0"),
             ],
             &[],
         );
+        assert_eq!(c.defer_accept, 0);
         assert_eq!(c.workers, 3);
         assert!(c.hidden);
         assert_eq!(c.root, PathBuf::from("/srv/www"));
@@ -1052,6 +1089,9 @@ mod tests {
             &["--hidden=yes"],
             &["--overload", "drop"],
             &["--drain-delay", "-1"],
+            &["--defer-accept", "1.5"],
+            &["--defer-accept", "601"],
+            &["--defer-accept", "-1"],
             &["--health-path", "health"],
             &["--health-path", "/a?b"],
             &["stray"],

@@ -184,16 +184,17 @@ pub(crate) enum Next {
 }
 
 impl Conn {
-    /// Wraps a freshly accepted socket: non-blocking for good, and its head deadline runs
-    /// from here, before the first read (the keeper enforces it).
+    /// Wraps a freshly accepted socket, which the acceptor made non-blocking for good (its
+    /// `accept4`); its head deadline runs from here, before the first read (the keeper
+    /// enforces it). `TCP_NODELAY` comes from the listener on Linux, and is set here elsewhere.
     pub fn new(
         stream: TcpStream,
         peer: SocketAddr,
         shared: &std::sync::Arc<Shared>,
     ) -> io::Result<Conn> {
         let limits = &shared.config.limits;
+        #[cfg(not(target_os = "linux"))]
         stream.set_nodelay(true)?;
-        stream.set_nonblocking(true)?;
         let now = Instant::now();
         Ok(Conn {
             stream,

@@ -33,7 +33,7 @@ use crate::encoding::{self, Coding};
 use crate::error::HttpError;
 use crate::outgoing::Outgoing;
 use crate::request::{Method, RequestHead, Version};
-use crate::resolve::{self, FileInfo, ResolveOptions, Resolved};
+use crate::resolve::{self, FileInfo, FileStamp, ResolveOptions, Resolved};
 use crate::response::{self, Head, HttpDate, Status, ALLOW, ALLOW_WRITE};
 use crate::state::Shared;
 use crate::upload;
@@ -142,7 +142,8 @@ struct Chosen {
 
 /// Where a representation's bytes come from.
 enum Source {
-    File(File),
+    /// An open file and its stamp at open.
+    File(File, FileStamp),
     /// A cached file and the index of the representation in [`Cached::reps`].
     Memory(Arc<Cached>, usize),
 }
@@ -293,7 +294,7 @@ impl Ask<'_> {
         connection_header(&mut h, self.head.version, self.keep);
         let body = match page {
             PageRep::Memory(entry) => Source::Memory(entry, 0),
-            PageRep::Disk(file) => Source::File(file.file),
+            PageRep::Disk(file) => Source::File(file.file, file.stamp),
         };
         let out = body_range(h.finish(), body, 0, len, self.head_only())?;
         Ok(self.reply(Status::NotFound, out))
@@ -372,7 +373,7 @@ impl Ask<'_> {
             coding,
             has_variants: !available.is_empty(),
             content_type,
-            body: Source::File(rep.file),
+            body: Source::File(rep.file, rep.stamp),
         })
     }
 
@@ -470,8 +471,8 @@ impl Ask<'_> {
                 )
                 .header("Content-Length", layout.total_len);
                 match c.body {
-                    Source::File(file) => {
-                        Outgoing::multipart(out.finish(), file, layout, head_only)
+                    Source::File(file, stamp) => {
+                        Outgoing::multipart(out.finish(), file, stamp, layout, head_only)
                     }
                     Source::Memory(entry, i) => {
                         let mut bytes = out.finish();
@@ -580,7 +581,7 @@ fn body_range(
     head_only: bool,
 ) -> std::io::Result<Outgoing> {
     match body {
-        Source::File(file) => Outgoing::file(head, file, start, len, head_only),
+        Source::File(file, stamp) => Outgoing::file(head, file, stamp, start, len, head_only),
         Source::Memory(entry, i) => {
             let from = start as usize;
             let to = if head_only { from } else { from + len as usize };

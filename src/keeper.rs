@@ -1048,6 +1048,7 @@ mod tests {
         fn connect(&self) -> (Conn, TcpStream) {
             let client = TcpStream::connect(self.listener.local_addr().unwrap()).unwrap();
             let (stream, peer) = self.listener.accept().unwrap();
+            stream.set_nonblocking(true).unwrap(); // as the acceptor's accept4 does
             (Conn::new(stream, peer, &self.shared).unwrap(), client)
         }
 

@@ -1,4 +1,4 @@
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 //! poolserve: a static-file HTTP/1.1 server built on a fixed pool of blocking workers that
 //! cannot be starved.
@@ -33,8 +33,10 @@
 //! `outgoing` (resumable responses) and `keeper` (parked connections; a socket stays
 //! registered from its first park to its close). Threads: `server` (acceptor, drain), `pool`
 //! (workers, the ready queue and its jobs, and the rule for how many workers to wake),
-//! `keeper` and [`shutdown`]. Errors: [`error`], where one `match` maps request errors to
-//! statuses. Wire format: [`response`].
+//! `keeper` and [`shutdown`]. System calls std lacks (Linux: sendfile, `MSG_MORE`, listener
+//! options): `sys`, the only module allowed `unsafe`; the crate root denies it elsewhere.
+//! Errors: [`error`], where one `match` maps request errors to statuses. Wire format:
+//! [`response`].
 //!
 //! # Embedding
 //! ```
@@ -70,6 +72,10 @@ pub mod response;
 mod server;
 pub mod shutdown;
 mod state;
+// The only module with `unsafe`: one system call per block, behind safe wrappers.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+mod sys;
 #[cfg(test)]
 mod testutil;
 mod upload;

@@ -455,6 +455,7 @@ mod tests {
                 .set_read_timeout(Some(Duration::from_secs(5)))
                 .unwrap();
             let (stream, peer) = listener.accept().unwrap();
+            stream.set_nonblocking(true).unwrap(); // as the acceptor's accept4 does
             new_tx
                 .send(Conn::new(stream, peer, &shared).unwrap())
                 .unwrap();

@@ -86,6 +86,36 @@ pub struct FileInfo {
     pub len: u64,
     /// Last modification time, from the opened handle's metadata.
     pub modified: Option<SystemTime>,
+    /// Length and change time at open, to tell later whether the file changed under a
+    /// response (`outgoing` checks before the last chunk of a zero-copy body).
+    pub stamp: FileStamp,
+}
+
+/// What tells one version of an open file from a later one: its length and its status change
+/// time (ctime), which the kernel moves on every write and every truncate, and which no
+/// system call can set back (unlike mtime). With Linux's multigrain timestamps (6.13+), a
+/// change right after a `stat` gets a fine-grained ctime, so two changes in one clock tick
+/// are told apart too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStamp {
+    len: u64,
+    ctime: (i64, i64),
+}
+
+impl FileStamp {
+    /// The stamp of this metadata.
+    pub fn of(meta: &fs::Metadata) -> FileStamp {
+        use std::os::unix::fs::MetadataExt;
+        FileStamp {
+            len: meta.len(),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+
+    /// The stamp of the open file now (one `fstat`).
+    pub fn now(file: &File) -> io::Result<FileStamp> {
+        file.metadata().map(|m| FileStamp::of(&m))
+    }
 }
 
 /// What a request path resolves to.
@@ -257,7 +287,8 @@ pub fn open_variant(root: &Path, file: &FileInfo, coding: Coding) -> Result<File
 /// Opens a configured page (`--404`, `--fallback`) by its canonical path: a regular file,
 /// opened without blocking. It may live outside the root: the operator named it.
 pub fn open_page(path: &Path) -> Result<FileInfo, HttpError> {
-    file_info(open_regular(path)?, path.to_path_buf())
+    let (file, meta) = open_regular(path)?;
+    Ok(file_info(file, &meta, path.to_path_buf()))
 }
 
 /// Whether the last segment of a request path has a file extension (a dot after its first
@@ -328,28 +359,29 @@ pub fn normalize(decoded: &[u8]) -> Result<Vec<Vec<u8>>, HttpError> {
 /// Opens `full` without blocking, requires the opened handle to be a regular file, and requires
 /// its real path to lie inside `root` (component-wise); everything else is NotFound.
 fn open_inside(root: &Path, full: &Path) -> Result<FileInfo, HttpError> {
-    let file = open_regular(full)?;
+    let (file, meta) = open_regular(full)?;
     let path = opened_path(&file, full).map_err(|e| fs_error(&e))?;
     if !path.starts_with(root) {
         return Err(HttpError::NotFound);
     }
-    file_info(file, path)
+    Ok(file_info(file, &meta, path))
 }
 
 /// An opened file with its length and mtime from the *opened* handle (no stat/open race).
-fn file_info(file: File, path: PathBuf) -> Result<FileInfo, HttpError> {
-    let meta = file.metadata().map_err(|e| fs_error(&e))?;
-    Ok(FileInfo {
+fn file_info(file: File, meta: &fs::Metadata, path: PathBuf) -> FileInfo {
+    FileInfo {
         file,
         path,
         len: meta.len(),
         modified: meta.modified().ok(),
-    })
+        stamp: FileStamp::of(meta),
+    }
 }
 
 /// Opens for reading with `O_NONBLOCK` (so a FIFO cannot block us) and checks the *opened*
-/// handle's metadata, so a file swapped after the `stat` is still caught.
-fn open_regular(full: &Path) -> Result<File, HttpError> {
+/// handle's metadata, so a file swapped after the `stat` is still caught; returns the file
+/// and that metadata (one `fstat` per file served).
+fn open_regular(full: &Path) -> Result<(File, fs::Metadata), HttpError> {
     let file = OpenOptions::new()
         .read(true)
         .custom_flags(abi::O_NONBLOCK)
@@ -357,7 +389,7 @@ fn open_regular(full: &Path) -> Result<File, HttpError> {
         .map_err(|e| fs_error(&e))?;
     let meta = file.metadata().map_err(|e| fs_error(&e))?;
     if meta.is_file() {
-        Ok(file)
+        Ok((file, meta))
     } else {
         Err(HttpError::NotFound)
     }

@@ -8,6 +8,9 @@
 //! the keeper, which closes an idle, silent or slowloris connection to seat it; only when
 //! every connection held is working does the acceptor answer 503 itself. It waits for the
 //! listener in a `mio::Poll` so that a stop wakes it at once, without the self-connect trick.
+//! Sockets come from mio's `accept` (one `accept4` with `SOCK_NONBLOCK | SOCK_CLOEXEC` on
+//! Linux, no `ioctl` after it) and on Linux inherit `TCP_NODELAY` from the listener, which
+//! also defers accept (`--defer-accept`): a new connection arrives with its request.
 //!
 //! The drain: stop accepting and drop the listener (new connections are refused), let the
 //! keeper close idle connections, let workers finish what they hold and what is queued (with
@@ -15,7 +18,7 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -219,6 +222,8 @@ impl Server {
         listener
             .set_nonblocking(true)
             .map_err(io_err("configuring the listener"))?;
+        listener_options(&listener, config.defer_accept)
+            .map_err(io_err("configuring the listener"))?;
         Ok(Server {
             listener,
             addr,
@@ -303,6 +308,7 @@ impl Server {
             shared.config.queue
         );
 
+        let listener = mio::net::TcpListener::from_std(listener);
         let accepted = accept_loop(&listener, &new_tx, &keeper, &shared);
         drop(listener);
         drop(new_tx);
@@ -342,6 +348,23 @@ impl Server {
         }
         Ok(())
     }
+}
+
+/// Linux: `TCP_NODELAY` once on the listener, which passes it on to every socket it accepts
+/// (one `setsockopt` per connection saved), and `TCP_DEFER_ACCEPT` (`--defer-accept`), so that
+/// a new connection reaches the acceptor with its request already in the socket and goes
+/// straight to a worker, and a silent one costs the process nothing until the kernel hands
+/// it over after `defer_secs` (then it is parked like any silent connection). Elsewhere each
+/// connection gets `TCP_NODELAY` in `Conn::new` and there is no deferred accept.
+fn listener_options(listener: &TcpListener, defer_secs: u32) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        crate::sys::set_listener_nodelay(listener)?;
+        crate::sys::set_defer_accept(listener, defer_secs)?;
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (listener, defer_secs);
+    Ok(())
 }
 
 /// Removes the temporary upload files a crash left under `root` (older than
@@ -405,9 +428,11 @@ impl Logger {
 
 /// Accepts until the stop token fires. Errors from `accept()` (EMFILE, ENFILE, ENOBUFS...)
 /// are logged at most once a second and answered with a growing pause, never a spin and
-/// never an exit: the server keeps serving the connections it has.
+/// never an exit: the server keeps serving the connections it has. mio's `accept` is one
+/// `accept4(SOCK_NONBLOCK | SOCK_CLOEXEC)` on Linux: sockets arrive non-blocking, with no
+/// `ioctl` of ours.
 fn accept_loop(
-    listener: &TcpListener,
+    listener: &mio::net::TcpListener,
     queue: &Sender<Conn>,
     keeper: &KeeperHandle,
     shared: &Arc<Shared>,
@@ -437,7 +462,7 @@ fn accept_loop(
                 // Back-pressure: leave new clients in the kernel backlog and look again soon.
                 break Some(OVERLOAD_WAIT_POLL);
             }
-            match listener.accept() {
+            match accept(listener) {
                 Ok((stream, peer)) => dispatch(stream, peer, queue, keeper, shared, &mut warn),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break None,
                 Err(e)
@@ -463,7 +488,7 @@ fn accept_loop(
     // listener closes; their clients have usually sent a request already. Take them in one
     // last sweep (bounded by the connection cap) so they are served with `Connection: close`.
     while shared.open() < shared.config.limits.max_connections {
-        match listener.accept() {
+        match accept(listener) {
             Ok((stream, peer)) => dispatch(stream, peer, queue, keeper, shared, &mut warn),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(_) => break,
@@ -471,6 +496,13 @@ fn accept_loop(
     }
     let _ = poll.registry().deregister(&mut SourceFd(&fd));
     Ok(())
+}
+
+/// One connection from the listener, as a std socket (the one owner of each socket),
+/// already non-blocking.
+fn accept(listener: &mio::net::TcpListener) -> io::Result<(TcpStream, SocketAddr)> {
+    let (stream, peer) = listener.accept()?;
+    Ok((TcpStream::from(OwnedFd::from(stream)), peer))
 }
 
 /// True when a new connection would have to be shed: the queue is full, or the connection
@@ -546,6 +578,50 @@ impl RateLimit {
             log(self.count);
             self.count = 0;
             self.last = Some(Instant::now());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn the_listener_defers_accept_as_configured_and_passes_nodelay_on() {
+        // (--defer-accept, what the kernel reports back)
+        for (secs, want) in [(1, 1), (0, 0), (3, 3)] {
+            let config = Config {
+                root: std::env::temp_dir(),
+                addr: "127.0.0.1:0".parse().unwrap(),
+                defer_accept: secs,
+                ..Config::default()
+            };
+            let server = Server::bind(config).unwrap();
+            assert_eq!(crate::sys::defer_accept(&server.listener).unwrap(), want);
+            let mut client = TcpStream::connect(server.addr).unwrap();
+            client.write_all(b"G").unwrap(); // a deferred connection needs its first byte
+            let listener = mio::net::TcpListener::from_std(server.listener);
+            let start = Instant::now();
+            let (stream, _) = loop {
+                match accept(&listener) {
+                    Ok(accepted) => break accepted,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        assert!(start.elapsed() < Duration::from_secs(5), "never accepted");
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+            };
+            assert!(stream.nodelay().unwrap(), "TCP_NODELAY from the listener");
+            let mut byte = [0];
+            assert_eq!((&stream).read(&mut byte).map_err(|e| e.kind()), Ok(1));
+            assert_eq!(
+                (&stream).read(&mut byte).map_err(|e| e.kind()),
+                Err(io::ErrorKind::WouldBlock),
+                "accepted non-blocking"
+            );
         }
     }
 }

@@ -48,6 +48,10 @@ fn a_full_queue_answers_503_with_retry_after_at_once() {
     std::thread::sleep(Duration::from_millis(100)); // let the acceptor queue B first
     let t = Instant::now();
     let mut c = srv.connect();
+    // Sent at once, as real clients do: a silent connection would wait in the kernel until
+    // the deferred accept hands it over (`--defer-accept`, 1 s by default).
+    c.write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
     let r = read_response(&mut c, false).unwrap();
     assert_eq!(r.status, 503);
     assert_eq!(r.header("Retry-After"), Some("1"));

@@ -50,3 +50,45 @@ fn slowloris_heads_get_408_at_the_deadline_and_starve_nobody() {
         "408s came at {all:?}, long after the 1.5 s deadline"
     );
 }
+
+/// With deferred accept (on by default) a silent connection waits in the kernel, costing the
+/// process nothing; about a second later the kernel hands it over and the keeper deals with it
+/// like any silent connection: closed quietly at its head deadline. Requests that arrive
+/// meanwhile are answered at once (issue 16).
+#[test]
+fn silent_connections_wait_in_the_kernel_then_the_keeper_closes_them() {
+    let d = site();
+    let mut c = support::config(&d.path);
+    c.workers = 2;
+    c.defer_accept = 1;
+    c.limits.head_timeout = Duration::from_millis(500);
+    let srv = TestServer::with_config(c);
+    let stats = || srv.running.as_ref().unwrap().handle().stats();
+    let start = Instant::now();
+    let mut silent: Vec<TcpStream> = (0..8).map(|_| srv.connect()).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        stats().accepted,
+        0,
+        "silent connections are still in the kernel"
+    );
+    let t = Instant::now();
+    assert_eq!(srv.get("/a.txt").status, 200);
+    assert!(
+        t.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        t.elapsed()
+    );
+    for s in &mut silent {
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).expect("closed, not left hanging");
+        assert!(got.is_empty(), "a quiet close");
+    }
+    let closed = start.elapsed();
+    assert!(
+        closed >= Duration::from_millis(1400) && closed < Duration::from_secs(4),
+        "closed after {closed:?}: handed over at ~1 s, then the 0.5 s head deadline"
+    );
+    let s = stats();
+    assert_eq!((s.accepted, s.timeouts), (9, 8), "{s}");
+}

@@ -52,6 +52,7 @@ impl Fixture {
         let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         client.set_read_timeout(Some(STEP)).unwrap();
         let (stream, peer) = listener.accept().unwrap();
+        stream.set_nonblocking(true).unwrap(); // as the acceptor's accept4 does
         let conn = Conn::new(stream, peer, &shared).unwrap();
         Fixture {
             root,

@@ -1,0 +1,213 @@
+//! The Linux system calls the standard library lacks: zero-copy file bodies (sendfile(2)), a
+//! head held back for the body behind it (`MSG_MORE`), and listener options (deferred accept,
+//! `TCP_NODELAY` inherited by accepted sockets). Other Unixes do without this module: they keep
+//! the copy path of `outgoing` and set their options per socket.
+//!
+//! This is the crate's only module with `unsafe` (the crate root denies it everywhere else).
+//! Each `unsafe` block is exactly one system call, with a `// SAFETY:` comment saying why its
+//! descriptors and pointers are valid; each public function is safe to call and has a unit
+//! test. Descriptors are always borrowed from their owner (`&TcpStream`, `&File`,
+//! `&TcpListener`) for the length of the call, so none can be closed or reused under it; the
+//! only pointers are to locals and to slices borrowed for the call.
+
+use std::fs::File;
+use std::io;
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+
+/// Sends up to `count` bytes of `file`, from `offset`, to `socket` without copying them through
+/// user space (sendfile(2)), and returns how many were sent: fewer when a non-blocking socket
+/// fills up, 0 when `offset` is at or past the end of the file. A full non-blocking socket
+/// gives `WouldBlock`. The file's own position is not used or moved.
+pub fn sendfile(socket: &TcpStream, file: &File, offset: u64, count: usize) -> io::Result<usize> {
+    let mut off = libc::off_t::try_from(offset).map_err(|_| io::ErrorKind::InvalidInput)?;
+    // SAFETY: both descriptors are borrowed from live owners for the whole call; `off` is a
+    // local that the kernel reads and updates during the call only.
+    let n = unsafe { libc::sendfile(socket.as_raw_fd(), file.as_raw_fd(), &mut off, count) };
+    usize::try_from(n).map_err(|_| io::Error::last_os_error())
+}
+
+/// Whether [`sendfile`] can address a file up to `end` (its offsets are `off_t`, 32 bits on
+/// some 32-bit targets).
+pub fn sendfile_reaches(end: u64) -> bool {
+    libc::off_t::try_from(end).is_ok()
+}
+
+/// Writes `buf` to `socket` with `MSG_MORE`: the kernel holds back a segment that is not full
+/// until the next write, so a response head leaves in the same segment as the first bytes of
+/// the body written right after it. Returns how many bytes the socket took (`WouldBlock`
+/// when a non-blocking socket is full). `MSG_NOSIGNAL`: a peer that left is an `EPIPE`, not
+/// a signal, as with std's own writes.
+pub fn send_more(socket: &TcpStream, buf: &[u8]) -> io::Result<usize> {
+    let flags = libc::MSG_MORE | libc::MSG_NOSIGNAL;
+    // SAFETY: the descriptor is borrowed from its live owner for the whole call; `buf` is a
+    // live slice whose pointer and length the kernel only reads, during the call.
+    let n = unsafe { libc::send(socket.as_raw_fd(), buf.as_ptr().cast(), buf.len(), flags) };
+    usize::try_from(n).map_err(|_| io::Error::last_os_error())
+}
+
+/// `TCP_DEFER_ACCEPT` on a listener: the kernel completes a new connection's handshake but
+/// hands it to `accept()` only once its first bytes arrive, or once about `secs` seconds have
+/// passed (rounded up to the SYN-ACK retransmission schedule: 1, 3, 7... s); 0 turns it off.
+pub fn set_defer_accept(listener: &TcpListener, secs: u32) -> io::Result<()> {
+    let secs = libc::c_int::try_from(secs).map_err(|_| io::ErrorKind::InvalidInput)?;
+    set_int(
+        listener.as_fd(),
+        libc::IPPROTO_TCP,
+        libc::TCP_DEFER_ACCEPT,
+        secs,
+    )
+}
+
+/// The listener's `TCP_DEFER_ACCEPT` in seconds, as the kernel rounded it (0: off).
+#[cfg(test)]
+pub fn defer_accept(listener: &TcpListener) -> io::Result<u32> {
+    let secs = get_int(listener.as_fd(), libc::IPPROTO_TCP, libc::TCP_DEFER_ACCEPT)?;
+    u32::try_from(secs).map_err(|_| io::ErrorKind::InvalidData.into())
+}
+
+/// `TCP_NODELAY` on a listener. Linux copies it to every socket the listener accepts (the
+/// unit test below checks this), which saves one `setsockopt` per connection.
+pub fn set_listener_nodelay(listener: &TcpListener) -> io::Result<()> {
+    set_int(listener.as_fd(), libc::IPPROTO_TCP, libc::TCP_NODELAY, 1)
+}
+
+/// Sets an integer socket option.
+fn set_int(
+    fd: BorrowedFd<'_>,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    let value: *const libc::c_int = &value;
+    // SAFETY: the descriptor is borrowed from its live owner for the whole call; `value`
+    // points to a local `c_int` and `len` is its size, which the kernel only reads.
+    let r = unsafe { libc::setsockopt(fd.as_raw_fd(), level, name, value.cast(), len) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Reads an integer socket option.
+#[cfg(test)]
+fn get_int(fd: BorrowedFd<'_>, level: libc::c_int, name: libc::c_int) -> io::Result<libc::c_int> {
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    let ptr: *mut libc::c_int = &mut value;
+    // SAFETY: the descriptor is borrowed from its live owner for the whole call; `ptr` and
+    // `len` point to locals, and `len` says the kernel may write at most one `c_int`.
+    let r = unsafe { libc::getsockopt(fd.as_raw_fd(), level, name, ptr.cast(), &mut len) };
+    if r == 0 {
+        Ok(value)
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::time::Duration;
+
+    fn pair() -> (TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let a = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (b, _) = l.accept().unwrap();
+        b.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        (a, b)
+    }
+
+    fn temp_file(data: &[u8]) -> (std::path::PathBuf, File) {
+        let path = std::env::temp_dir().join(format!("poolserve-sys-{}", std::process::id()));
+        std::fs::write(&path, data).unwrap();
+        let f = File::open(&path).unwrap();
+        (path, f)
+    }
+
+    #[test]
+    fn sendfile_sends_from_the_offset_and_says_when_the_file_ends() {
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let (path, file) = temp_file(&data);
+        let (tx, mut rx) = pair();
+        assert_eq!(sendfile(&tx, &file, 1000, 5000).unwrap(), 5000);
+        let mut got = vec![0; 5000];
+        rx.read_exact(&mut got).unwrap();
+        assert!(got == data[1000..6000]);
+        // Past the end: fewer bytes, then none.
+        assert_eq!(sendfile(&tx, &file, 99_990, 100).unwrap(), 10);
+        assert_eq!(sendfile(&tx, &file, 100_000, 100).unwrap(), 0);
+        let mut tail = [0; 10];
+        rx.read_exact(&mut tail).unwrap();
+        assert_eq!(tail, data[99_990..]);
+        assert!(
+            sendfile(&tx, &file, u64::MAX, 1).is_err(),
+            "offset beyond off_t"
+        );
+        assert!(sendfile_reaches(1 << 31) || std::mem::size_of::<libc::off_t>() == 4);
+        // A full non-blocking socket says so.
+        tx.set_nonblocking(true).unwrap();
+        let full = loop {
+            match sendfile(&tx, &file, 0, data.len()) {
+                Ok(n) => assert!(n > 0),
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(full.kind(), io::ErrorKind::WouldBlock);
+        std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn send_more_writes_the_bytes_and_a_closed_peer_is_an_error_not_a_signal() {
+        let (tx, mut rx) = pair();
+        assert_eq!(send_more(&tx, b"head ").unwrap(), 5);
+        (&tx).write_all(b"body").unwrap();
+        let mut got = [0; 9];
+        rx.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"head body");
+        drop(rx);
+        // The first write after the peer closed may still be taken; the next one fails.
+        let err = (0..100)
+            .find_map(|_| {
+                std::thread::sleep(Duration::from_millis(5));
+                send_more(&tx, b"x").err()
+            })
+            .expect("writes to a closed peer fail");
+        assert!(
+            matches!(
+                err.kind(),
+                io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+            ),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn defer_accept_is_set_read_back_and_turned_off() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        assert_eq!(defer_accept(&l).unwrap(), 0);
+        set_defer_accept(&l, 1).unwrap();
+        assert_eq!(defer_accept(&l).unwrap(), 1);
+        // Rounded up to the retransmission schedule (1 + 2 + 4 s).
+        set_defer_accept(&l, 5).unwrap();
+        assert_eq!(defer_accept(&l).unwrap(), 7);
+        set_defer_accept(&l, 0).unwrap();
+        assert_eq!(defer_accept(&l).unwrap(), 0);
+        assert!(set_defer_accept(&l, u32::MAX).is_err());
+    }
+
+    #[test]
+    fn a_listeners_nodelay_is_inherited_by_the_sockets_it_accepts() {
+        let plain = TcpListener::bind("127.0.0.1:0").unwrap();
+        let _c = TcpStream::connect(plain.local_addr().unwrap()).unwrap();
+        assert!(!plain.accept().unwrap().0.nodelay().unwrap());
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        set_listener_nodelay(&l).unwrap();
+        let _c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (accepted, _) = l.accept().unwrap();
+        assert!(accepted.nodelay().unwrap(), "Linux passes TCP_NODELAY on");
+    }
+}
