@@ -49,10 +49,10 @@ pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 pub const MAX_REQUESTS_PER_CONNECTION: u32 = 1000;
 /// Connections open at once (queued, parked or being served) when the descriptor limit
 /// cannot be read (no `/proc`): what [`FdBudget`] allows for the common soft limit of 1024
-/// with up to 48 workers.
+/// with up to 48 workers (and the snapshots' descriptors).
 /// At the cap the keeper first reclaims a connection that is not working (see
 /// [`RECLAIM_HEAD_GRACE`]); only when every one is working does a new one get 503.
-pub const MAX_CONNECTIONS: usize = 450;
+pub const MAX_CONNECTIONS: usize = 420;
 /// `Limits::max_connections` value that means "derive it from the descriptor limit when the
 /// server binds" ([`FdBudget::for_limit`]); the default.
 pub const MAX_CONNECTIONS_AUTO: usize = 0;
@@ -109,6 +109,21 @@ pub const DEFER_ACCEPT_SECS: u32 = 1;
 /// Largest `--defer-accept`: past about two minutes the kernel's retransmissions give up
 /// anyway.
 pub const DEFER_ACCEPT_MAX_SECS: u32 = 600;
+/// Most snapshots alive at once (cached or still being sent): each is a descriptor, and
+/// [`FdBudget`] keeps this many apart.
+pub const SNAPSHOT_MAX_FILES: usize = 64;
+/// Files at least this long get a snapshot, and go out by sendfile from it, when a response
+/// sends at least this many of their bytes in one range; shorter ones go by copy. Below it
+/// sendfile saves less than its extra calls cost. Measured with sendfile from the file itself
+/// (wrk, 8 connections, server on one core, three rounds, server CPU µs per request, copy /
+/// sendfile): 64 KiB 29.0-29.9 / 30.1-30.6, 96 KiB 35.2-36.2 / 35.5-41.8, 128 KiB 40.0-49.5 /
+/// 33.7-37.4, 256 KiB 62.3-63.9 / 45.2-46.5, 1 MiB 249-254 / 137-139.
+pub const ZERO_COPY_MIN: u64 = 128 * 1024;
+
+/// Default `--zero-copy-mem` (see `snapshot.rs`): room for a hot set of large files (64 one-MiB images, or four
+/// 16 MiB videos) at a cost a small server can carry.
+pub const ZERO_COPY_MEM: u64 = 64 * 1024 * 1024;
+
 /// Longest pause of the acceptor after `accept()` fails (EMFILE and friends): it backs off
 /// instead of spinning, doubling from 5 ms.
 pub const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
@@ -131,14 +146,22 @@ pub fn room_for(cap: usize) -> usize {
     (cap / 8).min(ROOM_MAX)
 }
 
+/// Snapshots `--zero-copy-mem` can hold at most (each is at least [`ZERO_COPY_MIN`]
+/// bytes), up to [`SNAPSHOT_MAX_FILES`].
+pub fn snapshot_files_for(mem: u64) -> usize {
+    usize::try_from(mem / ZERO_COPY_MIN).map_or(SNAPSHOT_MAX_FILES, |n| n.min(SNAPSHOT_MAX_FILES))
+}
+
 /// The descriptor budget: what `connections` connections may hold at most, next to what the
 /// process keeps apart. A connection holds its socket, plus a file while its response is
 /// parked with the keeper (or an upload's temporary file): [`FDS_PER_CONNECTION`] each, and
 /// one each for those waiting for a seat at the cap ([`room_for`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FdBudget {
-    /// Descriptors kept apart: [`FDS_RESERVED`] plus one per worker.
+    /// Descriptors kept apart: [`FDS_RESERVED`], one per worker, and the snapshots'.
     pub reserved: usize,
+    /// Snapshots allowed (one descriptor each; see [`snapshot_files_for`]).
+    pub snapshots: usize,
     /// The connection cap.
     pub connections: usize,
     /// Connections that may wait for a seat beyond the cap.
@@ -146,22 +169,26 @@ pub struct FdBudget {
 }
 
 impl FdBudget {
-    /// The budget of `connections` connections with `workers` workers.
-    pub fn new(connections: usize, workers: usize) -> FdBudget {
+    /// The budget of `connections` connections with `workers` workers and `snapshots`
+    /// snapshots.
+    pub fn new(connections: usize, workers: usize, snapshots: usize) -> FdBudget {
         FdBudget {
-            reserved: FDS_RESERVED + workers,
+            reserved: FDS_RESERVED + workers + snapshots,
+            snapshots,
             connections,
             room: room_for(connections),
         }
     }
 
     /// The most connections that `limit` descriptors allow with `workers` workers (at least
-    /// one, at most [`MAX_CONNECTIONS_DERIVED_CEILING`]).
-    pub fn for_limit(limit: u64, workers: usize) -> FdBudget {
-        let reserved = FDS_RESERVED + workers;
+    /// one, at most [`MAX_CONNECTIONS_DERIVED_CEILING`]), next to up to `snapshots`
+    /// snapshots: fewer under a low limit, at most an eighth of what the process may use.
+    pub fn for_limit(limit: u64, workers: usize, snapshots: usize) -> FdBudget {
         let free = usize::try_from(limit)
             .unwrap_or(usize::MAX)
-            .saturating_sub(reserved);
+            .saturating_sub(FDS_RESERVED + workers);
+        let snapshots = snapshots.min(free / 8);
+        let free = free - snapshots;
         let fits = |c: usize| FDS_PER_CONNECTION * c + room_for(c) <= free;
         // A third of what is free surely fits (the room is at most an eighth of the cap).
         let mut connections =
@@ -169,7 +196,7 @@ impl FdBudget {
         while connections < MAX_CONNECTIONS_DERIVED_CEILING && fits(connections + 1) {
             connections += 1;
         }
-        FdBudget::new(connections.max(1), workers)
+        FdBudget::new(connections.max(1), workers, snapshots)
     }
 
     /// Descriptors needed at most.
@@ -278,6 +305,12 @@ pub struct Config {
     pub fallback: Option<PathBuf>,
     /// Per-connection limits and timeouts.
     pub limits: Limits,
+    /// Bytes of memory for snapshots, the sealed copies of large files that bodies are sent
+    /// from without copying (zero: every body by copy). See `snapshot.rs`.
+    pub zero_copy_mem: u64,
+    /// Most snapshots at once (one descriptor each): [`snapshot_files_for`] the memory, fewer
+    /// when the descriptor limit is low (set when the server binds, see [`FdBudget`]).
+    pub zero_copy_files: usize,
     /// Seconds the kernel may hold a new connection until its first bytes arrive (Linux
     /// `TCP_DEFER_ACCEPT`; 0: off). See [`DEFER_ACCEPT_SECS`].
     pub defer_accept: u32,
@@ -330,6 +363,8 @@ impl Default for Config {
             fallback: None,
             limits: Limits::default(),
             defer_accept: DEFER_ACCEPT_SECS,
+            zero_copy_mem: ZERO_COPY_MEM,
+            zero_copy_files: SNAPSHOT_MAX_FILES,
             cache_valid: CACHE_VALID,
             access_log: AccessLog::Combined,
             allow_write: false,
@@ -376,6 +411,7 @@ pub const ENV_OPTIONS: &[(&str, bool)] = &[
     ("--max-connections", true),
     ("--overload", true),
     ("--defer-accept", true),
+    ("--zero-copy-mem", true),
     ("--max-requests", true),
     ("--header-timeout", true),
     ("--keepalive-timeout", true),
@@ -455,6 +491,9 @@ Options:
   --cache-valid SECS       small files are cached this long before the path is checked
                            again; 0 turns the cache off [default: {cv}]
   --allow-write            accept PUT (atomic upload) and DELETE of files under the root
+  --zero-copy-mem SIZE     memory for sealed copies of files from 128K to a quarter of
+                           SIZE, sent by sendfile (Linux); 0 sends every body by copy
+                           [default: {zc}]
   --max-upload SIZE        largest PUT body, e.g. 64M; more is 413 [default: 64M]
   --access-log FORMAT      one line per request on stdout: combined (NCSA Combined plus
                            seconds), json, or off [default: combined]
@@ -484,6 +523,7 @@ underscores (switches take 1/true/yes or 0/false/no); the command line wins:
         st = secs(d.limits.shutdown_timeout),
         cv = secs(d.cache_valid),
         defer = d.defer_accept,
+        zc = format_args!("{}M", d.zero_copy_mem >> 20),
     )
 }
 
@@ -626,6 +666,14 @@ impl Config {
                 }
                 "--hidden" if inline.is_none() => cfg.hidden = true,
                 "--allow-write" if inline.is_none() => cfg.allow_write = true,
+                "--zero-copy-mem" => {
+                    let v = value("--zero-copy-mem")?;
+                    cfg.zero_copy_mem = if v == "0" {
+                        0
+                    } else {
+                        parse_size("--zero-copy-mem", &v)?
+                    }
+                }
                 "--max-upload" => {
                     cfg.max_upload = parse_size("--max-upload", &value("--max-upload")?)?
                 }
@@ -876,19 +924,19 @@ mod tests {
     fn the_derived_cap_is_the_most_the_descriptors_allow() {
         // (limit, workers) -> connections
         let table = [
-            (1024, 8, 471),
-            (1024, 64, 444),
-            (64, 8, 19),
+            (1024, 8, 440),
+            (1024, 64, 414),
+            (64, 8, 16),
             (40, 8, 7),
             (10, 8, 1), // at least one, even when the limit is too low for it
             (1 << 20, 8, MAX_CONNECTIONS_DERIVED_CEILING),
         ];
         for (limit, workers, want) in table {
-            let budget = FdBudget::for_limit(limit, workers);
+            let budget = FdBudget::for_limit(limit, workers, SNAPSHOT_MAX_FILES);
             assert_eq!(budget.connections, want, "limit {limit}, {workers} workers");
             if want > 1 && want < MAX_CONNECTIONS_DERIVED_CEILING {
                 assert!(budget.needed() as u64 <= limit, "{budget:?} fits {limit}");
-                let more = FdBudget::new(want + 1, workers);
+                let more = FdBudget::new(want + 1, workers, budget.snapshots);
                 assert!(
                     more.needed() as u64 > limit,
                     "{more:?} would not fit {limit}"
@@ -897,9 +945,18 @@ mod tests {
         }
         assert_eq!(room_for(7), 0);
         assert_eq!(room_for(471), 58);
+        // Snapshots get at most an eighth of a low limit, and none without memory for them.
+        assert_eq!(FdBudget::for_limit(64, 8, SNAPSHOT_MAX_FILES).snapshots, 5);
+        assert_eq!(
+            FdBudget::for_limit(4096, 8, SNAPSHOT_MAX_FILES).snapshots,
+            64
+        );
+        assert_eq!(snapshot_files_for(0), 0);
+        assert_eq!(snapshot_files_for(ZERO_COPY_MEM), SNAPSHOT_MAX_FILES);
+        assert_eq!(snapshot_files_for(1 << 20), 8);
         assert_eq!(room_for(10_000), ROOM_MAX);
         // The fallback fits the common soft limit of 1024 with up to 48 workers.
-        assert!(FdBudget::new(MAX_CONNECTIONS, 48).needed() <= 1024);
+        assert!(FdBudget::new(MAX_CONNECTIONS, 48, SNAPSHOT_MAX_FILES).needed() <= 1024);
     }
 
     fn run(args: &[&str]) -> Result<CliAction, ConfigError> {

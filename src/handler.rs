@@ -31,10 +31,11 @@ use crate::cache::{self, Cached, CachedRep, FileCache, Lookup, Page, PAGE_MAX_BY
 use crate::conditional::{self, Plan, Preconditions};
 use crate::encoding::{self, Coding};
 use crate::error::HttpError;
-use crate::outgoing::Outgoing;
+use crate::outgoing::{Body, Outgoing, ZERO_COPY_MIN};
 use crate::request::{Method, RequestHead, Version};
 use crate::resolve::{self, FileInfo, FileStamp, ResolveOptions, Resolved};
 use crate::response::{self, Head, HttpDate, Status, ALLOW, ALLOW_WRITE};
+use crate::snapshot::Snapshots;
 use crate::state::Shared;
 use crate::upload;
 
@@ -59,7 +60,12 @@ pub(crate) fn answer(
     refused: Option<HttpError>,
     shared: &Shared,
 ) -> Reply {
-    let ask = Ask { head, peer, keep };
+    let ask = Ask {
+        head,
+        peer,
+        keep,
+        snapshots: &shared.snapshots,
+    };
     let reply = match refused {
         Some(e) => Ok(ask.error(e)),
         None => ask.respond(shared),
@@ -125,6 +131,8 @@ struct Ask<'a> {
     head: &'a RequestHead,
     peer: SocketAddr,
     keep: bool,
+    /// Where large bodies are sent from without copying.
+    snapshots: &'a Snapshots,
 }
 
 /// The representation chosen for a request: the file or one of its precompressed sidecars,
@@ -281,6 +289,42 @@ impl Ask<'_> {
         Ok(self.error(HttpError::NotFound))
     }
 
+    /// `head` then `len` bytes of the representation from `start` (only the head for HEAD).
+    fn body_range(
+        &self,
+        head: Vec<u8>,
+        body: Source,
+        start: u64,
+        len: u64,
+    ) -> std::io::Result<Outgoing> {
+        let head_only = self.head_only();
+        match body {
+            Source::File(file, stamp) => Outgoing::file(
+                head,
+                self.file_body(file, stamp, len),
+                start,
+                len,
+                head_only,
+            ),
+            Source::Memory(entry, i) => {
+                let from = start as usize;
+                let to = if head_only { from } else { from + len as usize };
+                Ok(Outgoing::shared(head, entry, i, from, to))
+            }
+        }
+    }
+
+    /// Where a file's bytes are sent from: its snapshot (zero-copy) when one exists for this
+    /// version of the file, or is worth building because the response sends at least
+    /// [`ZERO_COPY_MIN`] bytes in one range (`longest`); otherwise the file (copy).
+    fn file_body(&self, file: File, stamp: FileStamp, longest: u64) -> Body {
+        let build = longest >= ZERO_COPY_MIN && !self.head_only();
+        match self.snapshots.get(&file, &stamp, build) {
+            Some(snapshot) => Body::Snapshot(snapshot),
+            None => Body::File(file, stamp),
+        }
+    }
+
     /// The `--404` page as it is: status 404, no validators, no negotiation.
     fn not_found_page(self, page: PageRep) -> std::io::Result<Reply> {
         let (content_type, len) = match &page {
@@ -296,7 +340,7 @@ impl Ask<'_> {
             PageRep::Memory(entry) => Source::Memory(entry, 0),
             PageRep::Disk(file) => Source::File(file.file, file.stamp),
         };
-        let out = body_range(h.finish(), body, 0, len, self.head_only())?;
+        let out = self.body_range(h.finish(), body, 0, len)?;
         Ok(self.reply(Status::NotFound, out))
     }
 
@@ -459,7 +503,7 @@ impl Ask<'_> {
                 out.header("Content-Type", c.content_type)
                     .header("Content-Length", range.len())
                     .header("Content-Range", range.content_range(c.len));
-                body_range(out.finish(), c.body, range.start, range.len(), head_only)?
+                self.body_range(out.finish(), c.body, range.start, range.len())?
             }
             Plan::Multipart(ranges) => {
                 let boundary = conditional::boundary(&c.etag);
@@ -472,7 +516,9 @@ impl Ask<'_> {
                 .header("Content-Length", layout.total_len);
                 match c.body {
                     Source::File(file, stamp) => {
-                        Outgoing::multipart(out.finish(), file, stamp, layout, head_only)
+                        let longest = layout.parts.iter().map(|(_, r)| r.len()).max();
+                        let body = self.file_body(file, stamp, longest.unwrap_or(0));
+                        Outgoing::multipart(out.finish(), body, layout, head_only)
                     }
                     Source::Memory(entry, i) => {
                         let mut bytes = out.finish();
@@ -492,7 +538,7 @@ impl Ask<'_> {
             _ => {
                 out.header("Content-Type", c.content_type)
                     .header("Content-Length", c.len);
-                body_range(out.finish(), c.body, 0, c.len, head_only)?
+                self.body_range(out.finish(), c.body, 0, c.len)?
             }
         };
         Ok(self.reply(status, body))
@@ -570,24 +616,6 @@ fn read_all(file: &File, len: u64) -> std::io::Result<Vec<u8>> {
     let mut bytes = vec![0u8; len as usize];
     file.read_exact_at(&mut bytes, 0)?;
     Ok(bytes)
-}
-
-/// `head` then `len` bytes of the representation from `start`.
-fn body_range(
-    head: Vec<u8>,
-    body: Source,
-    start: u64,
-    len: u64,
-    head_only: bool,
-) -> std::io::Result<Outgoing> {
-    match body {
-        Source::File(file, stamp) => Outgoing::file(head, file, stamp, start, len, head_only),
-        Source::Memory(entry, i) => {
-            let from = start as usize;
-            let to = if head_only { from } else { from + len as usize };
-            Ok(Outgoing::shared(head, entry, i, from, to))
-        }
-    }
 }
 
 /// The generated page for `err` (its one status, [`HttpError::status`]), with `Connection:

@@ -33,7 +33,8 @@
 //! `outgoing` (resumable responses) and `keeper` (parked connections; a socket stays
 //! registered from its first park to its close). Threads: `server` (acceptor, drain), `pool`
 //! (workers, the ready queue and its jobs, and the rule for how many workers to wake),
-//! `keeper` and [`shutdown`]. System calls std lacks (Linux: sendfile, `MSG_MORE`, listener
+//! `keeper` and [`shutdown`]. Zero-copy bodies: `snapshot` (sealed in-memory copies of large
+//! files). System calls std lacks (Linux: sendfile, memfd and seals, `MSG_MORE`, listener
 //! options): `sys`, the only module allowed `unsafe`; the crate root denies it elsewhere.
 //! Errors: [`error`], where one `match` maps request errors to statuses. Wire format:
 //! [`response`].
@@ -71,6 +72,7 @@ pub mod resolve;
 pub mod response;
 mod server;
 pub mod shutdown;
+mod snapshot;
 mod state;
 // The only module with `unsafe`: one system call per block, behind safe wrappers.
 #[cfg(target_os = "linux")]

@@ -8,16 +8,17 @@
 //! it each of them holds a worker for the whole transfer, and a handful starve the pool.
 //!
 //! # File ranges
-//! On Linux a range of at least [`ZERO_COPY_MIN`] bytes goes out by sendfile(2) (`sys`): the
-//! kernel hands page-cache pages to the socket, nothing is copied through user space. The
-//! offset is ours and sendfile says how many bytes the socket took, so a partial send
-//! advances exactly that far, and "would block" parks the connection as above. Shorter
-//! ranges, and every range on other Unixes, go out by copy: positioned reads (`pread`) into
-//! one reusable buffer per worker and plain writes, just as exact (what the socket did not
-//! take is read again next time). We do not use `io::copy` for this: the Rust standard
-//! library no longer turns a copy from a `File` to a `TcpStream` into sendfile(2) (measured
-//! with strace on Rust 1.95: `read` + `sendto` of 8 KiB each, see rust-lang/rust#128300 for
-//! why), and it cannot resume on a non-blocking socket.
+//! A range goes out from one of two sources ([`Body`]). A file that has a snapshot (a sealed
+//! in-memory copy, see `snapshot`: Linux, files from [`ZERO_COPY_MIN`] up to a quarter of
+//! `--zero-copy-mem`) goes by sendfile(2) from the snapshot: nothing is copied through user
+//! space. The offset is ours and sendfile says how many bytes the socket took, so a partial
+//! send advances exactly that far, and "would block" parks the connection as above. Every
+//! other range goes by copy: positioned reads (`pread`) into one reusable buffer per worker
+//! and plain writes, just as exact (what the socket did not take is read again next time).
+//! We do not use `io::copy` for this: the Rust standard library no longer turns a copy from a
+//! `File` to a `TcpStream` into sendfile(2) (measured with strace on Rust 1.95: `read` +
+//! `sendto` of 8 KiB each, see rust-lang/rust#128300 for why), and it cannot resume on a
+//! non-blocking socket.
 //!
 //! The head leaves in the same segment as the first body bytes: bytes right before a file
 //! range are written with `MSG_MORE`, which holds a partial segment back for the range's first
@@ -28,24 +29,19 @@
 //! 35.3-37.9 and 147.2-149.2, and 22.8 against 25.8 system calls per request (strace).
 //!
 //! # A file that changes under a response
-//! sendfile sends page-cache pages by reference, and a truncate zeroes the page (on ext4 the
-//! whole large folio, up to megabytes) around the new end in place, also under bytes already
-//! queued in a socket: nginx and lighttpd then complete responses with zeros in them. So in a
-//! response with a zero-copy range, the range's last [`ZERO_COPY_TAIL`] bytes and every other
-//! chunk copied are read first and sent only if the file still has the length and ctime it
-//! had when it was opened ([`FileStamp`], one `fstat`); otherwise the connection is closed and
-//! the client sees a short body. A change at any time before that last check is caught,
-//! whatever it did to bytes already sent (tests/integrity.rs: 32 downloads changed under, all
-//! cut; without the check 31-32 of 32 complete with zeros). What no server can catch: a change
-//! after the last check while the client has not read everything yet. On loopback the
-//! client's receive buffer still holds the pages (up to `tcp_rmem`'s maximum, 32 MiB here);
-//! remotely, bytes not yet acknowledged would be resent from them. The copy path needs no
-//! check: a read of a shortened file comes up short, which ends the connection.
+//! A snapshot cannot change (its seals forbid it), so a zero-copy body is always the bytes of
+//! one version of the file. By copy, bytes are in our buffer before they are sent, so a
+//! change after a read cannot reach them; what is left is a change between reads, which could
+//! stitch two versions together (or a truncate, which ends a read short: the connection is
+//! closed and the client sees a short body). So the chunk that ends a range is sent only if
+//! the file still has the stamp it had at open ([`FileStamp`]: one `fstat` per range);
+//! otherwise the connection is closed. Every byte sent was read before that check, so a
+//! complete body is one version of the file.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{self, IoSlice, Read, Seek, SeekFrom, Write};
+use std::io::{self, IoSlice, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::FileExt;
 
@@ -53,7 +49,9 @@ use std::sync::Arc;
 
 use crate::cache::{Cached, INLINE_BODY_MAX};
 use crate::conditional::MultipartLayout;
+pub use crate::config::ZERO_COPY_MIN;
 use crate::resolve::FileStamp;
+use crate::snapshot::Snapshot;
 #[cfg(target_os = "linux")]
 use crate::sys;
 
@@ -68,19 +66,6 @@ pub const TURN_BUDGET: u64 = 1024 * 1024;
 /// 32 KiB ~2,400; issue 7), large enough that a 1 MiB file is 16 round trips. Allocated on a
 /// worker's first large body.
 pub const COPY_CHUNK: usize = 64 * 1024;
-
-/// File ranges at least this long go out by sendfile(2) on Linux; shorter ones by copy. Below
-/// it the sendfile, the tail's read and the `fstat` before it cost more than copying the
-/// whole range. Measured with wrk (8 connections, server on one core, three rounds, server CPU
-/// µs per request, copy / sendfile): 64 KiB 29.0-29.9 / 30.1-30.6, 96 KiB 35.2-36.2 /
-/// 35.5-41.8, 128 KiB 40.0-49.5 / 33.7-37.4, 256 KiB 62.3-63.9 / 45.2-46.5, 1 MiB 249-254 /
-/// 147-163 (137-139 once the tail went in one piece).
-pub const ZERO_COPY_MIN: u64 = 128 * 1024;
-
-/// The last bytes of a zero-copy range, sent by copy after the check (see the module docs):
-/// one read, one `fstat`, one write. 4 KiB and 16 KiB measured the same within noise on 96
-/// KiB and 1 MiB files.
-pub const ZERO_COPY_TAIL: u64 = 16 * 1024;
 
 thread_local! {
     /// The chunk buffer of the thread that pumps (a worker).
@@ -109,23 +94,35 @@ enum Part {
         start: usize,
         end: usize,
     },
-    /// `len` bytes of the file from `offset`; by sendfile up to its last
-    /// [`ZERO_COPY_TAIL`] bytes when `zero_copy`.
-    File {
-        offset: u64,
-        len: u64,
-        zero_copy: bool,
-    },
+    /// `len` bytes of the body's file from `offset`.
+    File { offset: u64, len: u64 },
+}
+
+/// Where the file ranges of a response come from.
+#[derive(Debug)]
+pub enum Body {
+    /// The open file, sent by copy, and its stamp at open (checked before the chunk that
+    /// ends each range).
+    File(File, FileStamp),
+    /// A sealed snapshot of the file, sent by sendfile.
+    Snapshot(Arc<Snapshot>),
+}
+
+impl Body {
+    /// Reads exactly `buf.len()` bytes at `offset`.
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        match self {
+            Body::File(file, _) => file.read_exact_at(buf, offset),
+            Body::Snapshot(snapshot) => snapshot.file().read_exact_at(buf, offset),
+        }
+    }
 }
 
 /// A response being written. Built in full before the first byte goes out.
 #[derive(Debug)]
 pub struct Outgoing {
     parts: VecDeque<Part>,
-    file: Option<File>,
-    /// The file's stamp at open, kept when a range goes by sendfile: every chunk copied is
-    /// then sent only if the file still has it.
-    stamp: Option<FileStamp>,
+    body: Option<Body>,
     head_len: u64,
     written: u64,
 }
@@ -136,8 +133,7 @@ impl Outgoing {
         Outgoing {
             head_len: head_len as u64,
             parts: VecDeque::from([Part::Bytes { buf, pos: 0 }]),
-            file: None,
-            stamp: None,
+            body: None,
             written: 0,
         }
     }
@@ -165,19 +161,16 @@ impl Outgoing {
         Outgoing {
             head_len: head_len as u64,
             parts,
-            file: None,
-            stamp: None,
+            body: None,
             written: 0,
         }
     }
 
-    /// `head` then `len` bytes of `file` from `offset` (nothing after the head for HEAD);
-    /// `stamp` is the file's at open. Bodies up to [`INLINE_BODY_MAX`] are read now and
-    /// joined to the head.
+    /// `head` then `len` bytes of `body` from `offset` (nothing after the head for HEAD).
+    /// Bodies up to [`INLINE_BODY_MAX`] are read now and joined to the head.
     pub fn file(
         mut head: Vec<u8>,
-        mut file: File,
-        stamp: FileStamp,
+        body: Body,
         offset: u64,
         len: u64,
         head_only: bool,
@@ -187,14 +180,13 @@ impl Outgoing {
             return Ok(Outgoing::bytes(head, head_len));
         }
         if len <= INLINE_BODY_MAX {
-            file.seek(SeekFrom::Start(offset))?;
             head.resize(head_len + len as usize, 0);
-            file.read_exact(&mut head[head_len..])?;
+            body.read_exact_at(&mut head[head_len..], offset)?;
             return Ok(Outgoing::bytes(head, head_len));
         }
         let mut out = Outgoing::bytes(head, head_len);
-        out.push_file(offset, len, stamp);
-        out.file = Some(file);
+        out.parts.push_back(Part::File { offset, len });
+        out.body = Some(body);
         Ok(out)
     }
 
@@ -202,8 +194,7 @@ impl Outgoing {
     /// [`crate::conditional::multipart_layout`] (RFC 9110 §14.6).
     pub fn multipart(
         mut head: Vec<u8>,
-        file: File,
-        stamp: FileStamp,
+        body: Body,
         layout: MultipartLayout,
         head_only: bool,
     ) -> Outgoing {
@@ -224,28 +215,17 @@ impl Outgoing {
                     pos: 0,
                 });
             }
-            out.push_file(range.start, range.len(), stamp);
+            out.parts.push_back(Part::File {
+                offset: range.start,
+                len: range.len(),
+            });
         }
         out.parts.push_back(Part::Bytes {
             buf: layout.trailer,
             pos: 0,
         });
-        out.file = Some(file);
+        out.body = Some(body);
         out
-    }
-
-    /// Queues `len` bytes of the file from `offset`: by sendfile when the range is long
-    /// enough ([`ZERO_COPY_MIN`]), which keeps `stamp` for the checks before each copy.
-    fn push_file(&mut self, offset: u64, len: u64, stamp: FileStamp) {
-        let zero_copy = zero_copy_fits(offset, len);
-        if zero_copy {
-            self.stamp = Some(stamp);
-        }
-        self.parts.push_back(Part::File {
-            offset,
-            len,
-            zero_copy,
-        });
     }
 
     /// Body bytes written so far (for the access log).
@@ -262,25 +242,19 @@ impl Outgoing {
             if spent >= budget {
                 return Ok(Sent::Budget);
             }
-            if let Some(Part::File {
-                offset,
-                len,
-                zero_copy,
-            }) = self.parts.front_mut()
-            {
-                let file = self.file.as_ref().ok_or(io::ErrorKind::InvalidInput)?;
+            if let Some(Part::File { offset, len }) = self.parts.front_mut() {
                 let room = budget - spent;
-                let sent = if *zero_copy && *len > ZERO_COPY_TAIL {
-                    // A short count is a full socket (or a file that shrank): the next call
-                    // says which, with `WouldBlock` or 0.
-                    stream
-                        .send_file(file, *offset, (*len - ZERO_COPY_TAIL).min(room))?
-                        .map(|n| (n, true))
-                } else {
-                    // A zero-copy range's tail goes in one piece, past the budget if need be:
-                    // split, it would cost a second read and check.
-                    let want = if *zero_copy { *len } else { (*len).min(room) };
-                    copy_range(file, *offset, want, stream, self.stamp.as_ref())?
+                let sent = match self.body.as_ref().ok_or(io::ErrorKind::InvalidInput)? {
+                    Body::Snapshot(snapshot) => {
+                        let want = (*len).min(room);
+                        // A short count is a full socket.
+                        stream
+                            .send_file(snapshot.file(), *offset, want)?
+                            .map(|n| (n, n == want))
+                    }
+                    Body::File(file, stamp) => {
+                        copy_range(file, stamp, *offset, *len, room, stream)?
+                    }
                 };
                 let Some((n, all)) = sent else {
                     return Ok(Sent::Blocked);
@@ -386,18 +360,6 @@ fn would_block(e: io::Error) -> io::Result<()> {
     }
 }
 
-/// Whether a file range goes out by sendfile: when it is long enough.
-#[cfg(target_os = "linux")]
-fn zero_copy_fits(offset: u64, len: u64) -> bool {
-    len >= ZERO_COPY_MIN && offset.checked_add(len).is_some_and(sys::sendfile_reaches)
-}
-
-/// Off Linux every range goes by copy.
-#[cfg(not(target_os = "linux"))]
-fn zero_copy_fits(_offset: u64, _len: u64) -> bool {
-    false
-}
-
 /// Where [`Outgoing::pump`] writes: a client socket (a `Vec` in tests).
 pub trait Sink: Write {
     /// Sends up to `len` bytes of `file` at `offset` without copying them (sendfile): how
@@ -421,10 +383,10 @@ impl Sink for TcpStream {
         }
     }
 
-    /// Off Linux no range is zero-copy ([`zero_copy_fits`]): this is the copy path.
+    /// Off Linux there are no snapshots, so nothing calls this.
     #[cfg(not(target_os = "linux"))]
-    fn send_file(&mut self, file: &File, offset: u64, len: u64) -> io::Result<Option<u64>> {
-        copy_range(file, offset, len, self, None).map(|sent| sent.map(|(n, _)| n))
+    fn send_file(&mut self, _file: &File, _offset: u64, _len: u64) -> io::Result<Option<u64>> {
+        Err(io::ErrorKind::Unsupported.into())
     }
 
     #[cfg(target_os = "linux")]
@@ -442,7 +404,10 @@ impl Sink for TcpStream {
 #[cfg(test)]
 impl Sink for Vec<u8> {
     fn send_file(&mut self, file: &File, offset: u64, len: u64) -> io::Result<Option<u64>> {
-        copy_range(file, offset, len, self, None).map(|sent| sent.map(|(n, _)| n))
+        let mut buf = vec![0; len as usize];
+        file.read_exact_at(&mut buf, offset)?;
+        self.extend_from_slice(&buf);
+        Ok(Some(len))
     }
 
     fn write_more(&mut self, buf: &[u8]) -> io::Result<usize> {
@@ -450,22 +415,24 @@ impl Sink for Vec<u8> {
     }
 }
 
-/// Sends up to one chunk of the `len` bytes of `file` at `offset` by copy: returns how many
-/// the socket took and whether that was all it was offered, or `None` when it is full. A
-/// file that ends early is an error: the head has promised more. With `verify`, the chunk is
-/// sent only if the file still has that stamp once the chunk is read (see the module docs).
+/// Sends by copy up to one chunk (and at most `room` bytes) of the `len` bytes of `file` left
+/// in a range at `offset`: returns how many the socket took and whether that was all it was
+/// offered, or `None` when it is full. A file that ends early is an error: the head has
+/// promised more. The chunk that ends the range is sent only if the file still has `stamp`
+/// once it is read (see the module docs).
 fn copy_range(
     file: &File,
+    stamp: &FileStamp,
     offset: u64,
     len: u64,
+    room: u64,
     stream: &mut impl Write,
-    verify: Option<&FileStamp>,
 ) -> io::Result<Option<(u64, bool)>> {
     CHUNK.with_borrow_mut(|buf| {
         if buf.len() < COPY_CHUNK {
             buf.resize(COPY_CHUNK, 0);
         }
-        let want = len.min(COPY_CHUNK as u64) as usize;
+        let want = len.min(room).min(COPY_CHUNK as u64) as usize;
         let got = loop {
             match file.read_at(&mut buf[..want], offset) {
                 Ok(0) => return Err(shrank()),
@@ -474,10 +441,8 @@ fn copy_range(
                 Err(e) => return Err(e),
             }
         };
-        if let Some(stamp) = verify {
-            if FileStamp::now(file)? != *stamp {
-                return Err(changed());
-            }
+        if got as u64 == len && FileStamp::now(file)? != *stamp {
+            return Err(changed());
         }
         match stream.write(&buf[..got]) {
             Ok(0) => Err(io::ErrorKind::WriteZero.into()),
@@ -499,6 +464,7 @@ fn changed() -> io::Error {
 mod tests {
     use super::*;
     use crate::conditional::{multipart_layout, ByteRange};
+    use std::io::Read;
     use std::net::{TcpListener, TcpStream};
     use std::time::Duration;
 
@@ -541,11 +507,7 @@ mod tests {
             buf: b"cd".to_vec(),
             pos: 0,
         });
-        out.parts.push_back(Part::File {
-            offset: 0,
-            len: 1,
-            zero_copy: false,
-        });
+        out.parts.push_back(Part::File { offset: 0, len: 1 });
         out.advance_memory(3, 2, 2);
         assert_eq!(pending(&out), [b"d".to_vec(), b"<file>".to_vec()]);
     }
@@ -593,27 +555,54 @@ mod tests {
         (got, blocked)
     }
 
+    fn stamp(path: &std::path::Path) -> FileStamp {
+        FileStamp::now(&File::open(path).unwrap()).unwrap()
+    }
+
+    /// The file at `path`, sent by copy.
+    fn by_copy(path: &std::path::Path) -> Body {
+        Body::File(File::open(path).unwrap(), stamp(path))
+    }
+
+    /// The sources a file range can go out from here: by copy, and (on Linux) by sendfile
+    /// from a snapshot.
+    fn bodies(path: &std::path::Path) -> Vec<(&'static str, Body)> {
+        let mut all = vec![("copy", by_copy(path))];
+        #[cfg(target_os = "linux")]
+        {
+            let snaps = crate::snapshot::Snapshots::new(1 << 30, 1);
+            let (file, stamp) = (File::open(path).unwrap(), stamp(path));
+            let snapshot = snaps.get(&file, &stamp, true).expect("a snapshot");
+            all.push(("snapshot", Body::Snapshot(snapshot)));
+        }
+        all
+    }
+
     #[test]
     fn a_blocked_file_range_resumes_byte_exact() {
         let data: Vec<u8> = (0..8_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
-        let (path, file) = temp_file(&data);
+        let (path, _) = temp_file(&data);
         let head = b"HEAD\r\n\r\n".to_vec();
-        let out = Outgoing::file(head.clone(), file, stamp(&path), 1000, 7_000_000, false).unwrap();
-        assert_eq!(
-            zero_copy_parts(&out),
-            usize::from(cfg!(target_os = "linux"))
-        );
-        let (got, blocked) = drain_slowly(out, head.len() + 7_000_000, u64::MAX);
-        assert!(blocked > 10, "the receiver must have made the sender wait");
-        assert_eq!(&got[..head.len()], &head[..]);
-        assert!(got[head.len()..] == data[1000..7_001_000], "body differs");
+        for (name, body) in bodies(&path) {
+            let out = Outgoing::file(head.clone(), body, 1000, 7_000_000, false).unwrap();
+            let (got, blocked) = drain_slowly(out, head.len() + 7_000_000, u64::MAX);
+            assert!(
+                blocked > 10,
+                "{name}: the receiver must have made the sender wait"
+            );
+            assert_eq!(&got[..head.len()], &head[..]);
+            assert!(
+                got[head.len()..] == data[1000..7_001_000],
+                "{name}: body differs"
+            );
+        }
         std::fs::remove_file(path).unwrap();
     }
 
     #[test]
     fn multipart_and_budget_turns_resume_byte_exact() {
         let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
-        let (path, file) = temp_file(&data);
+        let (path, _) = temp_file(&data);
         let ranges = [
             ByteRange {
                 start: 0,
@@ -624,32 +613,29 @@ mod tests {
                 end: 2_999_999,
             },
         ];
-        let layout = multipart_layout(&ranges, data.len() as u64, "text/plain", "B");
-        let mut want = b"H\r\n\r\n".to_vec();
-        for (part_head, r) in &layout.parts {
-            want.extend_from_slice(part_head);
-            want.extend_from_slice(&data[r.start as usize..=r.end as usize]);
+        for (name, body) in bodies(&path) {
+            let layout = multipart_layout(&ranges, data.len() as u64, "text/plain", "B");
+            let mut want = b"H\r\n\r\n".to_vec();
+            for (part_head, r) in &layout.parts {
+                want.extend_from_slice(part_head);
+                want.extend_from_slice(&data[r.start as usize..=r.end as usize]);
+            }
+            want.extend_from_slice(&layout.trailer);
+            let out = Outgoing::multipart(b"H\r\n\r\n".to_vec(), body, layout, false);
+            let (got, _) = drain_slowly(out, want.len(), 100_000);
+            assert!(got == want, "{name}: multipart body differs");
         }
-        want.extend_from_slice(&layout.trailer);
-        let out = Outgoing::multipart(b"H\r\n\r\n".to_vec(), file, stamp(&path), layout, false);
-        assert_eq!(
-            zero_copy_parts(&out),
-            2 * usize::from(cfg!(target_os = "linux"))
-        );
-        let (got, _) = drain_slowly(out, want.len(), 100_000);
-        assert!(got == want, "multipart body differs");
         std::fs::remove_file(path).unwrap();
     }
 
     #[test]
     fn small_bodies_are_inline_and_head_only_sends_the_head() {
-        let (path, file) = temp_file(b"hello world");
-        let out = Outgoing::file(b"H\r\n\r\n".to_vec(), file, stamp(&path), 6, 5, false).unwrap();
+        let (path, _) = temp_file(b"hello world");
+        let out = Outgoing::file(b"H\r\n\r\n".to_vec(), by_copy(&path), 6, 5, false).unwrap();
         assert_eq!(out.parts.len(), 1, "one write for head and body");
         let (got, _) = drain_slowly(out, 10, u64::MAX);
         assert_eq!(got, b"H\r\n\r\nworld");
-        let file = File::open(&path).unwrap();
-        let out = Outgoing::file(b"H\r\n\r\n".to_vec(), file, stamp(&path), 0, 11, true).unwrap();
+        let out = Outgoing::file(b"H\r\n\r\n".to_vec(), by_copy(&path), 0, 11, true).unwrap();
         assert_eq!(drain_slowly(out, 5, u64::MAX).0, b"H\r\n\r\n");
         std::fs::remove_file(path).unwrap();
     }
@@ -658,13 +644,10 @@ mod tests {
     fn a_file_that_shrank_is_an_error_not_a_short_body() {
         let data = vec![1u8; 2 * ZERO_COPY_MIN as usize];
         let (path, _) = temp_file(&data);
-        let at_open = stamp(&path);
-        // Both paths: by copy (a range below the zero-copy minimum) and by sendfile.
         for len in [ZERO_COPY_MIN - 1, 2 * ZERO_COPY_MIN] {
             std::fs::write(&path, &data).unwrap();
-            let file = File::open(&path).unwrap();
             let mut out =
-                Outgoing::file(b"H\r\n\r\n".to_vec(), file, at_open, 0, len, false).unwrap();
+                Outgoing::file(b"H\r\n\r\n".to_vec(), by_copy(&path), 0, len, false).unwrap();
             std::fs::write(&path, b"short").unwrap();
             let (mut tx, _rx) = pair();
             let err = out.pump(&mut tx, u64::MAX).unwrap_err();
@@ -673,73 +656,71 @@ mod tests {
         std::fs::remove_file(path).unwrap();
     }
 
-    /// Whether the ranges of `out` go by sendfile, part by part.
-    fn zero_copy_parts(out: &Outgoing) -> usize {
-        out.parts
-            .iter()
-            .filter(|p| {
-                matches!(
-                    p,
-                    Part::File {
-                        zero_copy: true,
-                        ..
-                    }
-                )
-            })
-            .count()
+    /// Pumps `out` into a blocking socket read by another thread, `first` bytes in one turn
+    /// and the rest in the next; returns the outcome of the second turn and what arrived.
+    fn in_two_turns(
+        mut out: Outgoing,
+        first: u64,
+        between: impl FnOnce(),
+    ) -> (io::Result<Sent>, Outgoing, Vec<u8>) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut tx = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (mut rx, _) = l.accept().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            rx.read_to_end(&mut got).unwrap();
+            got
+        });
+        assert_eq!(out.pump(&mut tx, first).unwrap(), Sent::Budget);
+        between();
+        let second = out.pump(&mut tx, u64::MAX);
+        drop(tx);
+        (second, out, reader.join().unwrap())
     }
 
-    fn stamp(path: &std::path::Path) -> FileStamp {
-        FileStamp::now(&File::open(path).unwrap()).unwrap()
-    }
-
+    /// The integrity rule by copy: a file changed in place (same length, so no read comes up
+    /// short) after the response started is caught before the chunk that ends the range, and
+    /// the response is cut rather than completed.
     #[test]
-    fn ranges_below_the_zero_copy_minimum_are_copied_byte_exact() {
-        let data: Vec<u8> = (0..200_000u32).map(|i| (i * 13 % 251) as u8).collect();
-        let (path, file) = temp_file(&data);
-        let len = ZERO_COPY_MIN - 1;
-        let out = Outgoing::file(b"H\r\n\r\n".to_vec(), file, stamp(&path), 7, len, false).unwrap();
-        assert_eq!(zero_copy_parts(&out), 0);
-        let (got, _) = drain_slowly(out, 5 + len as usize, u64::MAX);
-        assert!(got[5..] == data[7..7 + len as usize], "body differs");
+    fn a_file_changed_in_place_cuts_a_copied_body_before_its_last_chunk() {
+        let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 255 + 1) as u8).collect();
+        let (path, _) = temp_file(&data);
+        let out =
+            Outgoing::file(b"H\r\n\r\n".to_vec(), by_copy(&path), 0, 1_000_000, false).unwrap();
+        let rewrite = || {
+            let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+            f.write_all_at(&data[..10], 0).unwrap();
+        };
+        let (second, out, got) = in_two_turns(out, 500_000, rewrite);
+        assert_eq!(
+            second.unwrap_err().to_string(),
+            "file changed while sending"
+        );
+        // The last chunk is what the second turn's 64 KiB chunks leave of the body after the
+        // first turn (500,000 bytes with the 5 of the head).
+        let cut = 1_000_000 - 500_005 % COPY_CHUNK as u64;
+        assert_eq!(out.body_written(), cut, "all but the last chunk");
+        assert_eq!(got.len() as u64, 5 + cut, "a short body");
         std::fs::remove_file(path).unwrap();
     }
 
-    /// The integrity rule of a zero-copy body: a file changed in place (same length, so no
-    /// read comes up short) after the response started is caught before its last chunk,
-    /// and the response is cut rather than completed.
+    /// A snapshot body is the version of the file it was copied from, whatever happens to
+    /// the file while it is sent: truncated, rewritten, grown.
     #[test]
     #[cfg(target_os = "linux")]
-    fn a_file_changed_in_place_cuts_a_zero_copy_body_before_its_last_chunk() {
+    fn a_snapshot_body_is_whole_whatever_the_file_does_meanwhile() {
         let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 255 + 1) as u8).collect();
-        let (path, file) = temp_file(&data);
-        let at_open = stamp(&path);
-        let mut out =
-            Outgoing::file(b"H\r\n\r\n".to_vec(), file, at_open, 0, 1_000_000, false).unwrap();
-        let (mut tx, mut rx) = pair();
-        // Half of it goes out, then the file is rewritten in place with the same bytes.
-        assert_eq!(out.pump(&mut tx, 500_000).unwrap(), Sent::Budget);
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .unwrap()
-            .write_all_at(&data[..10], 0)
-            .unwrap();
-        let err = out.pump(&mut tx, u64::MAX).unwrap_err();
-        assert_eq!(err.to_string(), "file changed while sending");
-        assert_eq!(
-            out.body_written(),
-            1_000_000 - ZERO_COPY_TAIL,
-            "all but the tail"
-        );
-        drop(tx);
-        let mut got = Vec::new();
-        rx.read_to_end(&mut got).unwrap();
-        assert_eq!(
-            got.len() as u64,
-            5 + 1_000_000 - ZERO_COPY_TAIL,
-            "a short body"
-        );
+        let (path, _) = temp_file(&data);
+        let (_, body) = bodies(&path).pop().unwrap();
+        let out = Outgoing::file(b"H\r\n\r\n".to_vec(), body, 0, 1_000_000, false).unwrap();
+        let vandalize = || {
+            let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+            f.set_len(4097).unwrap();
+            f.write_all_at(&[0xAA; 2_000_000], 0).unwrap();
+        };
+        let (second, _, got) = in_two_turns(out, 500_000, vandalize);
+        assert_eq!(second.unwrap(), Sent::Done);
+        assert!(got[5..] == data[..], "the bytes the file had");
         std::fs::remove_file(path).unwrap();
     }
 }

@@ -91,14 +91,17 @@ pub struct FileInfo {
     pub stamp: FileStamp,
 }
 
-/// What tells one version of an open file from a later one: its length and its status change
-/// time (ctime), which the kernel moves on every write and every truncate, and which no
-/// system call can set back (unlike mtime). With Linux's multigrain timestamps (6.13+), a
-/// change right after a `stat` gets a fine-grained ctime, so two changes in one clock tick
-/// are told apart too.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What tells one version of an open file from a later one: which file it is (device and
+/// inode), its length and its status change time (ctime), which the kernel moves on every
+/// write and every truncate, and which no system call can set back (unlike mtime). With
+/// Linux's multigrain timestamps (6.13+), a change right after a `stat` gets a fine-grained
+/// ctime, so two changes in one clock tick are told apart too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FileStamp {
-    len: u64,
+    /// Device and inode: the file, whatever its path.
+    pub id: (u64, u64),
+    /// Length in bytes.
+    pub len: u64,
     ctime: (i64, i64),
 }
 
@@ -107,6 +110,7 @@ impl FileStamp {
     pub fn of(meta: &fs::Metadata) -> FileStamp {
         use std::os::unix::fs::MetadataExt;
         FileStamp {
+            id: (meta.dev(), meta.ino()),
             len: meta.len(),
             ctime: (meta.ctime(), meta.ctime_nsec()),
         }

@@ -30,8 +30,8 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::config::{
-    nofile_limit, AccessLog, Config, FdBudget, Overload, ACCEPT_BACKOFF_MAX, FDS_PER_CONNECTION,
-    MAX_CONNECTIONS, MAX_CONNECTIONS_AUTO,
+    nofile_limit, snapshot_files_for, AccessLog, Config, FdBudget, Overload, ACCEPT_BACKOFF_MAX,
+    FDS_PER_CONNECTION, MAX_CONNECTIONS, MAX_CONNECTIONS_AUTO,
 };
 use crate::connection::Conn;
 use crate::error::Error;
@@ -159,13 +159,21 @@ fn page(flag: &'static str, path: Option<PathBuf>) -> Result<Option<PathBuf>, Er
 /// needs more descriptors than the limit gives.
 fn descriptor_budget(config: &mut Config) {
     let limit = nofile_limit();
+    let snapshots = snapshot_files_for(config.zero_copy_mem);
     let limits = &mut config.limits;
-    if limits.max_connections == MAX_CONNECTIONS_AUTO {
-        limits.max_connections = limit.map_or(MAX_CONNECTIONS, |l| {
-            FdBudget::for_limit(l, config.workers).connections
-        });
-    }
-    let budget = FdBudget::new(limits.max_connections, config.workers);
+    let budget = match limit {
+        Some(l) if limits.max_connections == MAX_CONNECTIONS_AUTO => {
+            FdBudget::for_limit(l, config.workers, snapshots)
+        }
+        _ => {
+            if limits.max_connections == MAX_CONNECTIONS_AUTO {
+                limits.max_connections = MAX_CONNECTIONS;
+            }
+            FdBudget::new(limits.max_connections, config.workers, snapshots)
+        }
+    };
+    limits.max_connections = budget.connections;
+    config.zero_copy_files = budget.snapshots;
     let Some(limit) = limit else {
         return log::info!(
             "descriptor limit unknown: at most {} connections (2 descriptors each)",
@@ -174,10 +182,12 @@ fn descriptor_budget(config: &mut Config) {
     };
     let plan = format!(
         "{} connections x {FDS_PER_CONNECTION} (a socket, and a file while a response waits \
-         for the client) + {} waiting for a seat + {} reserved = {} of {limit} descriptors",
+         for the client) + {} waiting for a seat + {} reserved ({} of them for zero-copy \
+         snapshots) = {} of {limit} descriptors",
         budget.connections,
         budget.room,
         budget.reserved,
+        budget.snapshots,
         budget.needed()
     );
     if budget.needed() as u64 > limit {

@@ -9,6 +9,7 @@ use crate::access::{Sink, LOG_QUEUE_LINES};
 use crate::cache::FileCache;
 use crate::config::{AccessLog, Config};
 use crate::shutdown::Shutdown;
+use crate::snapshot::Snapshots;
 
 /// Everything the server threads share.
 #[derive(Debug)]
@@ -19,6 +20,8 @@ pub(crate) struct Shared {
     pub shutdown: Shutdown,
     /// The small-file cache.
     pub cache: FileCache,
+    /// Sealed copies of large files, for zero-copy bodies.
+    pub snapshots: Snapshots,
     /// The access log's queue (the `access-log` thread writes it to stdout).
     pub access: Sink,
     /// Serializes the commit of writes (PUT rename, DELETE) with their precondition check.
@@ -60,6 +63,7 @@ impl Shared {
     pub fn new(config: Config, shutdown: Shutdown) -> Arc<Shared> {
         Arc::new(Shared {
             cache: FileCache::new(config.cache_valid),
+            snapshots: Snapshots::new(config.zero_copy_mem, config.zero_copy_files),
             // The queue's slots are allocated up front (4096 lines, about 128 KiB touched):
             // with the access log off nothing is ever queued, so one slot does.
             access: Sink::new(if config.access_log == AccessLog::Off {
@@ -112,6 +116,7 @@ impl Shared {
             forced: get(&self.forced),
             log_dropped: self.access.dropped(),
             reclaimed: get(&self.reclaimed),
+            zero_copy: self.snapshots.usage(),
         }
     }
 }
@@ -143,14 +148,17 @@ pub struct Stats {
     pub log_dropped: u64,
     /// Connections closed at the cap to seat new ones since start.
     pub reclaimed: u64,
+    /// Bytes and count of the snapshots alive now (sealed copies of large files for
+    /// zero-copy bodies; shared memory, outside the process's RSS).
+    pub zero_copy: (u64, usize),
 }
 
 impl std::fmt::Display for Stats {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "stats: accepted={} served={} active={} queued={} idle={} watched={} shed={} reclaimed={} timeouts={} forced={} log_dropped={}",
-            self.accepted, self.served, self.active, self.queued, self.idle, self.watched, self.shed, self.reclaimed, self.timeouts, self.forced, self.log_dropped
+            "stats: accepted={} served={} active={} queued={} idle={} watched={} shed={} reclaimed={} timeouts={} forced={} log_dropped={} zero_copy_bytes={} zero_copy_files={}",
+            self.accepted, self.served, self.active, self.queued, self.idle, self.watched, self.shed, self.reclaimed, self.timeouts, self.forced, self.log_dropped, self.zero_copy.0, self.zero_copy.1
         )
     }
 }

@@ -1,6 +1,7 @@
-//! The Linux system calls the standard library lacks: zero-copy file bodies (sendfile(2)), a
-//! head held back for the body behind it (`MSG_MORE`), and listener options (deferred accept,
-//! `TCP_NODELAY` inherited by accepted sockets). Other Unixes do without this module: they keep
+//! The Linux system calls the standard library lacks: zero-copy file bodies (sendfile(2)) from
+//! sealed in-memory copies (memfd_create(2) and its seals, see `snapshot`), a head held back
+//! for the body behind it (`MSG_MORE`), and listener options (deferred accept, `TCP_NODELAY`
+//! inherited by accepted sockets). Other Unixes do without this module: they keep
 //! the copy path of `outgoing` and set their options per socket.
 //!
 //! This is the crate's only module with `unsafe` (the crate root denies it everywhere else).
@@ -10,21 +11,65 @@
 //! `&TcpListener`) for the length of the call, so none can be closed or reused under it; the
 //! only pointers are to locals and to slices borrowed for the call.
 
+use std::ffi::CStr;
 use std::fs::File;
 use std::io;
 use std::net::{TcpListener, TcpStream};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
-/// Sends up to `count` bytes of `file`, from `offset`, to `socket` without copying them through
-/// user space (sendfile(2)), and returns how many were sent: fewer when a non-blocking socket
-/// fills up, 0 when `offset` is at or past the end of the file. A full non-blocking socket
-/// gives `WouldBlock`. The file's own position is not used or moved.
-pub fn sendfile(socket: &TcpStream, file: &File, offset: u64, count: usize) -> io::Result<usize> {
+/// Sends up to `count` bytes of `file`, from `offset`, to `out` (a socket, or a file) without
+/// copying them through user space (sendfile(2)), and returns how many were sent: fewer when
+/// a non-blocking socket fills up, 0 when `offset` is at or past the end of the file. A full
+/// non-blocking socket gives `WouldBlock`. The file's own position is not used or moved.
+pub fn sendfile(out: impl AsFd, file: &File, offset: u64, count: usize) -> io::Result<usize> {
     let mut off = libc::off_t::try_from(offset).map_err(|_| io::ErrorKind::InvalidInput)?;
+    let out = out.as_fd();
     // SAFETY: both descriptors are borrowed from live owners for the whole call; `off` is a
     // local that the kernel reads and updates during the call only.
-    let n = unsafe { libc::sendfile(socket.as_raw_fd(), file.as_raw_fd(), &mut off, count) };
+    let n = unsafe { libc::sendfile(out.as_raw_fd(), file.as_raw_fd(), &mut off, count) };
     usize::try_from(n).map_err(|_| io::Error::last_os_error())
+}
+
+/// A new anonymous in-memory file (memfd_create(2)), close-on-exec, that can be sealed
+/// ([`seal`]). `name` only shows in `/proc/PID/fd` (as `memfd:NAME`).
+pub fn memfd(name: &CStr) -> io::Result<File> {
+    let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
+    // SAFETY: `name` is a live NUL-terminated string the kernel only reads during the call.
+    let fd = unsafe { libc::memfd_create(name.as_ptr(), flags) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: no system call: `fd` was just returned by memfd_create, is open, and nothing
+    // else owns it; the `OwnedFd` becomes its one owner and closes it.
+    Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+}
+
+/// Seals an in-memory file for good: from now on the kernel refuses every write, truncate and
+/// growth of it, through any descriptor or mapping, and any change of the seals. Fails with
+/// `EBUSY` while a writable shared mapping of it exists (we never map it).
+pub fn seal(memfd: &File) -> io::Result<()> {
+    let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+    // SAFETY: the descriptor is borrowed from its live owner for the whole call; F_ADD_SEALS
+    // takes an integer argument, no pointer.
+    let r = unsafe { libc::fcntl(memfd.as_raw_fd(), libc::F_ADD_SEALS, seals) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Whether `memfd` carries every seal [`seal`] sets.
+#[cfg(test)]
+pub fn is_sealed(memfd: &File) -> io::Result<bool> {
+    let all = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+    // SAFETY: the descriptor is borrowed from its live owner for the whole call; F_GET_SEALS
+    // takes no argument.
+    let r = unsafe { libc::fcntl(memfd.as_raw_fd(), libc::F_GET_SEALS) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(r & all == all)
 }
 
 /// Whether [`sendfile`] can address a file up to `end` (its offsets are `off_t`, 32 bits on
@@ -183,6 +228,37 @@ mod tests {
             ),
             "{err:?}"
         );
+    }
+
+    #[test]
+    fn a_sealed_memfd_keeps_its_bytes_and_refuses_every_change() {
+        use std::os::unix::fs::FileExt;
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+        let (path, file) = temp_file(&data);
+        let mem = memfd(c"poolserve-test").unwrap();
+        assert!(!is_sealed(&mem).unwrap());
+        // sendfile into a file: an in-kernel copy, from the offset.
+        let mut done = 0;
+        while done < data.len() {
+            let n = sendfile(&mem, &file, done as u64, data.len() - done).unwrap();
+            assert!(n > 0);
+            done += n;
+        }
+        seal(&mem).unwrap();
+        assert!(is_sealed(&mem).unwrap());
+        assert!(mem.write_at(b"x", 0).is_err(), "a write is refused");
+        assert!(mem.set_len(10).is_err(), "a truncate is refused");
+        assert!(mem.set_len(1 << 20).is_err(), "growth is refused");
+        let mut got = vec![0; data.len()];
+        mem.read_exact_at(&mut got, 0).unwrap();
+        assert!(got == data);
+        // And it goes on to a socket from an offset.
+        let (tx, mut rx) = pair();
+        assert_eq!(sendfile(&tx, &mem, 299_000, 5000).unwrap(), 1000);
+        let mut tail = vec![0; 1000];
+        rx.read_exact(&mut tail).unwrap();
+        assert!(tail == data[299_000..]);
+        std::fs::remove_file(path).unwrap();
     }
 
     #[test]
