@@ -161,17 +161,7 @@ fn paused_downloads(zero_copy_mem: u64) {
     }
     let stop = Arc::new(AtomicBool::new(false));
     let bystanders = Arc::new(Tally::default());
-    let watchers: Vec<_> = (0..BYSTANDERS)
-        .map(|_| {
-            let (stop, want, tally) = (stop.clone(), want.clone(), bystanders.clone());
-            let addr = srv.addr;
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    Download::start(addr, "/big.bin").finish(&want, &tally);
-                }
-            })
-        })
-        .collect();
+    let watchers = downloaders(BYSTANDERS, &srv, "/big.bin", &want, &stop, &bystanders);
 
     let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
     let changed = Tally::default();
@@ -250,17 +240,7 @@ fn random_truncates(zero_copy_mem: u64) {
     let srv = server(&d, zero_copy_mem);
     let stop = Arc::new(AtomicBool::new(false));
     let tally = Arc::new(Tally::default());
-    let clients: Vec<_> = (0..4)
-        .map(|_| {
-            let (stop, want, tally) = (stop.clone(), want.clone(), tally.clone());
-            let addr = srv.addr;
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    Download::start(addr, "/small.bin").finish(&want, &tally);
-                }
-            })
-        })
-        .collect();
+    let clients = downloaders(4, &srv, "/small.bin", &want, &stop, &tally);
     let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
     let mut x: u64 = 0x2545_F491_4F6C_DD1D;
     let started = std::time::Instant::now();
@@ -295,6 +275,28 @@ fn random_truncates(zero_copy_mem: u64) {
         "complete bodies with bytes that were never in the file"
     );
     assert!(complete > 0, "no download completed");
+}
+
+/// `n` clients downloading `path` over and over until `stop`, each counted in `tally`.
+fn downloaders(
+    n: usize,
+    srv: &TestServer,
+    path: &'static str,
+    want: &Arc<Vec<u8>>,
+    stop: &Arc<AtomicBool>,
+    tally: &Arc<Tally>,
+) -> Vec<std::thread::JoinHandle<()>> {
+    (0..n)
+        .map(|_| {
+            let (stop, want, tally) = (stop.clone(), want.clone(), tally.clone());
+            let addr = srv.addr;
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    Download::start(addr, path).finish(&want, &tally);
+                }
+            })
+        })
+        .collect()
 }
 
 /// Snapshots alive in the server now.
