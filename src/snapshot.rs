@@ -29,7 +29,8 @@
 //!   cannot take it all, and a snapshot is built in well under a turn's time (16 MiB by
 //!   default, about 2 ms of copying);
 //! - descriptors: at most [`SNAPSHOT_MAX_FILES`] live snapshots (one memfd each; fewer with
-//!   little memory or a low descriptor limit), counted in the descriptor budget ([`crate::config::FdBudget`]);
+//!   little memory or a low descriptor limit), counted in the descriptor budget
+//!   ([`crate::config::FdBudget`]);
 //! - one build per file at a time: a burst of requests for a new file does not copy it once
 //!   per worker; the others go by copy meanwhile.
 //!
