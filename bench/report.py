@@ -200,7 +200,9 @@ def syscalls(tsv_path):
     lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
     for scen, server, _tool, r, named, total in rows:
         n = r["requests"] if r else 0
-        top = sorted(((v, k) for k, v in named.items() if v), reverse=True)[:5]
+        # the five most frequent calls, leaving out those below 0.005 per request
+        top = sorted(((v, k) for k, v in named.items() if n and v / n >= 0.005),
+                     reverse=True)[:5]
         lines.append("| " + " | ".join([
             scen, server, f"{n:,}" if r else "wrk output unreadable",
             fmt(r["rps"] if r else None, ",.0f"),
