@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
-"""Parsing and reporting helper for bench/run.sh (poolserve issue 7); stdlib only.
+"""Parsing and reporting helper for bench/run.sh (poolserve issues 7 and 16); stdlib only.
 
   report.py check URL STATUS [LENGTH]   one GET; exit 1 unless the status (and body length) match
   report.py table RUNS.tsv RSS.tsv      print the markdown results table
+  report.py syscalls SYSCALLS.tsv       print the system calls per request (and, for S2, per
+                                        connection) tables
+  report.py threads THREADS.tsv         print poolserve's CPU share by thread kind
 
 RUNS.tsv has one line per wrk run, written by run.sh:
   scenario server round wrk_output_file time_file server_cpu_ticks clk_tck
@@ -11,6 +14,15 @@ server_cpu_ticks is the utime+stime delta of all the server's processes over tha
 RSS.tsv has "scenario server vmhwm_kib" per server, read after the scenario's last round.
 Per server and scenario the table shows the median over rounds of each column (each column's
 own median), and the req/s spread as min-max.
+
+SYSCALLS.tsv has one line per counted run (a separate wrk run, not one of the timed rounds):
+  scenario server tool wrk_output_file counts_file
+where counts_file holds "name<TAB>calls" lines and one "TOTAL<TAB>calls" (every system call of
+the server's processes during the run); calls are divided by the requests wrk counted there.
+THREADS.tsv has one line per timed round of a poolserve server:
+  scenario server round pid before_file after_file
+where the files hold "tid<TAB>thread name<TAB>ns on CPU" per thread, read before and after the
+round; the per-thread deltas are summed over rounds and grouped by thread kind.
 """
 import re
 import statistics
@@ -20,7 +32,8 @@ import urllib.request
 
 SCENARIOS = {
     "S1": "2 KiB file, 64 keep-alive connections",
-    "S2": "2 KiB file, `Connection: close`, 32 connections",
+    "S2": "2 KiB file, `Connection: close`, 32 connections (a new connection per request;"
+          " nginx-deferred and lighttpd-deferred: TCP_DEFER_ACCEPT, like poolserve's default)",
     "S3": "1 MiB file, 8 keep-alive connections",
     "S4": "2 KiB file, 512 keep-alive connections",
     "S5": "missing path (404), 64 keep-alive connections",
@@ -147,11 +160,171 @@ def table(runs_path, rss_path):
     print("\n".join(lines))
 
 
+def read_counts(path):
+    """name -> calls from a counts file; the "TOTAL" entry is every system call."""
+    counts = {}
+    for line in open(path):
+        parts = line.split("\t")
+        if len(parts) == 2 and parts[1].strip().isdigit():
+            counts[parts[0]] = counts.get(parts[0], 0) + int(parts[1])
+    return counts
+
+
+def per(v, n, spec=".2f"):
+    return "n/a" if v is None or not n else format(v / n, spec)
+
+
+def syscalls(tsv_path):
+    rows = []  # (scenario, server, tool, wrk dict or None, counts, total)
+    for line in open(tsv_path):
+        if not line.strip():
+            continue
+        scen, server, tool, wrk_file, counts_file = line.rstrip("\n").split("\t")
+        try:
+            r = parse_wrk(wrk_file)
+        except SystemExit:
+            r = None
+        counts = read_counts(counts_file)
+        named = {k: v for k, v in counts.items() if k != "TOTAL"}
+        total = counts.get("TOTAL", sum(named.values()))
+        other = total - sum(named.values())
+        if other > 0.001 * total:  # calls outside the names counted one by one (perf only)
+            named["other"] = other
+        rows.append((scen, server, tool, r, named, total))
+    if not rows:
+        print("(no system-call runs succeeded; see the run's log)")
+        return
+
+    head = ("| scenario | server | requests (counted run) | req/s (counted run) | syscalls/req "
+            "| futex/req | top 5 per request |")
+    lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
+    for scen, server, _tool, r, named, total in rows:
+        n = r["requests"] if r else 0
+        # the five most frequent calls, leaving out those below 0.005 per request
+        top = sorted(((v, k) for k, v in named.items() if n and v / n >= 0.005),
+                     reverse=True)[:5]
+        lines.append("| " + " | ".join([
+            scen, server, f"{n:,}" if r else "wrk output unreadable",
+            fmt(r["rps"] if r else None, ",.0f"),
+            per(total, n), per(named.get("futex", 0), n),
+            ", ".join(f"{k} {per(v, n)}" for v, k in top) or "none",
+        ]) + " |")
+
+    # S2: one connection per request, so per request = per connection; the issue tracks
+    # futex wake-ups and the accept path per connection explicitly
+    s2 = [row for row in rows if row[0] == "S2"]
+    if s2:
+        groups = (
+            ("futex", ("futex",)),
+            ("accept", ("accept4", "accept")),
+            ("read", ("recvfrom", "read", "readv", "recvmsg", "pread64")),
+            ("write", ("writev", "write", "sendto", "sendmsg", "sendfile", "splice")),
+            ("epoll", ("epoll_wait", "epoll_pwait", "epoll_pwait2", "epoll_ctl")),
+            ("sockopt/ioctl", ("setsockopt", "getsockopt", "ioctl", "fcntl")),
+            ("open/stat", ("openat", "newfstatat", "newfstat", "statx", "readlink")),
+            ("close/shutdown", ("close", "shutdown")),
+        )
+        lines += ["", "S2, per connection (wrk's requests in the counted run; each on its own"
+                  " connection):", ""]
+        head = ("| server | connections | syscalls/conn | "
+                + " | ".join(f"{g}/conn" for g, _ in groups) + " | rest/conn |")
+        lines += [head, "|" + "---|" * head.count(" | ") + "---|"]
+        for _scen, server, _tool, r, named, total in s2:
+            n = r["requests"] if r else 0
+            seen = 0
+            cells = []
+            for _g, names in groups:
+                v = sum(named.get(k, 0) for k in names)
+                seen += v
+                cells.append(per(v, n))
+            lines.append("| " + " | ".join(
+                [server, f"{n:,}" if r else "n/a", per(total, n)] + cells
+                + [per(max(total - seen, 0), n)]) + " |")
+        lines += ["", "accept: accept4 and accept, including calls that find no connection (EAGAIN);"
+                  " read: recvfrom, read, readv, recvmsg, pread64; write: writev, write, sendto,"
+                  " sendmsg, sendfile, splice (on sockets and files alike); epoll: epoll_wait,"
+                  " epoll_pwait(2), epoll_ctl; sockopt/ioctl: setsockopt, getsockopt, ioctl (e.g."
+                  " FIONBIO), fcntl; open/stat: openat, newfstatat, newfstat, statx, readlink; rest:"
+                  " every other call (see the top 5 above)."]
+    print("\n".join(lines))
+
+
+def read_threads(path):
+    """tid -> (name, ns) from one thread_cpu snapshot."""
+    out = {}
+    for line in open(path):
+        parts = line.rstrip("\n").split("\t")
+        if len(parts) == 3 and parts[2].isdigit():
+            out[parts[0]] = (parts[1], int(parts[2]))
+    return out
+
+
+def threads(tsv_path):
+    agg = {}    # (scenario, server) -> {kind: ns}
+    main_as_acceptor = set()
+    for line in open(tsv_path):
+        if not line.strip():
+            continue
+        scen, server, _rnd, pid, before_file, after_file = line.rstrip("\n").split("\t")
+        before, after = read_threads(before_file), read_threads(after_file)
+        has_acceptor = any(name == "acceptor" for name, _ in after.values())
+        kinds = agg.setdefault((scen, server), {})
+        for tid, (name, ns) in after.items():
+            delta = ns - before.get(tid, (name, 0))[1]  # a thread born in the round: all of it
+            if tid == pid:  # the main thread: in the poolserve binary it runs the accept loop
+                kind = "main" if has_acceptor else "acceptor"
+                if not has_acceptor:
+                    main_as_acceptor.add(server)
+            elif name.startswith("worker-"):
+                kind = "workers"
+            else:
+                kind = name
+            kinds[kind] = kinds.get(kind, 0) + max(delta, 0)
+    head = ("| scenario | server | process CPU s (all rounds) | acceptor share | keeper share "
+            "| workers share | other threads | acceptor saturates at (cores) "
+            "| keeper saturates at (cores) |")
+    lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
+
+    def share(kinds, kind, total):
+        return kinds.get(kind, 0) / total if total else None
+
+    def pct(v):
+        return "n/a" if v is None else f"{100 * v:.1f}%"
+
+    def cores(v):
+        if v is None:
+            return "n/a"
+        return "never (no CPU)" if v == 0 else ">1000" if v < 0.001 else f"{1 / v:.1f}"
+
+    for (scen, server), kinds in agg.items():
+        total = sum(kinds.values())
+        acc, keep, work = (share(kinds, k, total) for k in ("acceptor", "keeper", "workers"))
+        others = sorted(((v, k) for k, v in kinds.items()
+                         if k not in ("acceptor", "keeper", "workers")), reverse=True)
+        lines.append("| " + " | ".join([
+            scen, server, f"{total / 1e9:.2f}", pct(acc), pct(keep), pct(work),
+            ", ".join(f"{k} {pct(v / total if total else None)}" for v, k in others) or "none",
+            cores(acc), cores(keep),
+        ]) + " |")
+    lines.append("")
+    if main_as_acceptor:
+        lines += ["acceptor: the main thread (named after the binary), which runs the accept"
+                  " loop in poolserve's binary; there is no separate acceptor thread there"
+                  f" ({', '.join(sorted(main_as_acceptor))})."]
+    lines += ["CPU of a thread that exited during a round is not counted (poolserve's threads"
+              " live as long as the server)."]
+    print("\n".join(lines))
+
+
 if __name__ == "__main__":
     cmd, args = (sys.argv[1], sys.argv[2:]) if len(sys.argv) > 1 else ("", [])
     if cmd == "check" and len(args) in (2, 3):
         check(*args)
     elif cmd == "table" and len(args) == 2:
         table(*args)
+    elif cmd == "syscalls" and len(args) == 1:
+        syscalls(*args)
+    elif cmd == "threads" and len(args) == 1:
+        threads(*args)
     else:
         sys.exit(__doc__)

@@ -12,12 +12,21 @@
 # bench/lighttpd.conf: one worker, no access log, sendfile, 100000 keep-alive requests).
 #
 # Usage: bench/run.sh                 (env: DURATION=10 ROUNDS=3 WARMUP=1 OUT=/tmp/bench-results.md
-#                                      SCENARIOS="S1 S2 S3 S4 S5 S6" PORT_BASE=18400 BASELINE_BIN=)
+#                                      SCENARIOS="S1 S2 S3 S4 S5 S6" PORT_BASE=18400 BASELINE_BIN=
+#                                      SYSCALLS=1 SYSCALL_DURATION=3 SYSCALL_TOOL=auto
+#                                      SYSCALL_NAMES="futex accept4 ..." (perf: counted by name))
 #        BASELINE_BIN=/path/to/poolserve bench/run.sh
 #                                     also runs that binary as "poolserve-base" (same flags as
 #                                     poolserve) in S1-S5, side by side with this checkout's build,
 #                                     e.g. a release build of the previous commit, to spot regressions
-# Needs 2+ CPUs, cargo, python3; installs nginx-light, lighttpd, wrk, time with apt-get when missing.
+#        SYSCALLS=0 bench/run.sh      skips the separate system-call runs (see below)
+#        SYSCALL_TOOL=strace bench/run.sh
+#                                     counts system calls with strace even where perf works
+# Needs 2+ CPUs, cargo, python3; installs nginx-light, lighttpd, wrk, time with apt-get when missing
+# (and strace when the system-call runs need it because perf's syscall tracepoints are unusable).
+# S2 also runs "nginx-deferred" (bench/nginx-deferred.conf: `listen ... deferred`) and
+# "lighttpd-deferred" (bench/lighttpd-deferred.conf: server.defer-accept = 1), the fairness rows
+# of issue 16: poolserve defers accept by default (--defer-accept 1, left at its default here).
 # Measuring notes:
 # - Each scenario starts its servers fresh and stops them after its last round, so peak RSS
 #   (VmHWM, read after the last round) belongs to that scenario. For nginx it is the worker's
@@ -26,6 +35,20 @@
 #   over the wrk run, divided by the requests wrk counted. Clock ticks are 10 ms, so short
 #   DURATIONs give coarse numbers. Client CPU % = wrk's (user+sys)/wall from /usr/bin/time.
 # - poolserve runs with --max-requests 100000 to match the others' keep-alive request limit.
+# - System calls per request (issue 16): after a scenario's timed rounds (and its peak RSS
+#   reading), each server gets one more, separate wrk run of SYSCALL_DURATION seconds with the
+#   same path, connections and headers, counted by
+#   `perf stat -e raw_syscalls:sys_enter,syscalls:sys_enter_<name>,... -p <server pids> -- wrk ...`
+#   (every call, plus the usual names one by one; SYSCALL_TOOL=perf), or when perf's syscall
+#   tracepoints are unusable by `strace -c -f -p <server pids>` around the wrk run
+#   (SYSCALL_TOOL=strace; it slows the server down a lot, so the counts stay but the rate drops).
+#   Counts are divided by the requests wrk counted in that run; in S2 that is also per connection.
+#   The timed rounds never run under perf or strace. SYSCALLS=0 skips these runs.
+# - poolserve's CPU share by thread kind (issue 16): around each timed round of a poolserve
+#   server, every thread's CPU time is read from /proc/PID/task/TID/schedstat (first field, ns on
+#   CPU; /proc/PID/task/TID/stat utime+stime ticks if schedstat is missing). Threads are grouped
+#   by name (worker-N -> workers; the main thread, which runs the accept loop in the poolserve
+#   binary, counts as the acceptor unless a thread named acceptor exists) and summed over rounds.
 set -euo pipefail
 
 DURATION=${DURATION:-10}
@@ -35,12 +58,19 @@ OUT=${OUT:-/tmp/bench-results.md}
 SCENARIOS=${SCENARIOS:-"S1 S2 S3 S4 S5 S6"}
 PORT_BASE=${PORT_BASE:-18400}
 BASELINE_BIN=${BASELINE_BIN:-}
+SYSCALLS=${SYSCALLS:-1}
+SYSCALL_DURATION=${SYSCALL_DURATION:-3}
+SYSCALL_TOOL=${SYSCALL_TOOL:-auto}
 SERVER_CPU=1
 CLIENT_CPU=0
 
 BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(dirname "$BENCH")
-COMMAND="DURATION=$DURATION ROUNDS=$ROUNDS WARMUP=$WARMUP SCENARIOS=\"$SCENARIOS\" bench/run.sh"
+COMMAND="DURATION=$DURATION ROUNDS=$ROUNDS WARMUP=$WARMUP SCENARIOS=\"$SCENARIOS\""
+COMMAND+=" SYSCALLS=$SYSCALLS SYSCALL_DURATION=$SYSCALL_DURATION"
+[[ $SYSCALL_TOOL != auto ]] && COMMAND+=" SYSCALL_TOOL=$SYSCALL_TOOL"
+[[ -n ${SYSCALL_NAMES:-} ]] && COMMAND+=" SYSCALL_NAMES=\"$SYSCALL_NAMES\""
+COMMAND+=" bench/run.sh"
 [[ -n $BASELINE_BIN ]] && COMMAND="BASELINE_BIN=$BASELINE_BIN $COMMAND"
 
 log() { printf '[bench] %s\n' "$*" >&2; }
@@ -49,6 +79,11 @@ die() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }
 [[ $DURATION =~ ^[1-9][0-9]*$ ]] || die "DURATION must be whole seconds, got '$DURATION'"
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer, got '$ROUNDS'"
 [[ $WARMUP =~ ^[0-9]+$ ]] || die "WARMUP must be whole seconds (0 = none), got '$WARMUP'"
+[[ $SYSCALLS =~ ^[01]$ ]] || die "SYSCALLS must be 1 (count system calls) or 0 (skip), got '$SYSCALLS'"
+[[ $SYSCALL_DURATION =~ ^[1-9][0-9]*$ ]] \
+    || die "SYSCALL_DURATION must be whole seconds, got '$SYSCALL_DURATION'"
+[[ $SYSCALL_TOOL =~ ^(auto|perf|strace)$ ]] \
+    || die "SYSCALL_TOOL must be auto, perf or strace, got '$SYSCALL_TOOL'"
 (( ROUNDS >= 3 )) || log "warning: ROUNDS=$ROUNDS; the issue asks for at least 3 for a report"
 if [[ -n $BASELINE_BIN ]]; then
     [[ -x $BASELINE_BIN && -f $BASELINE_BIN ]] || die "BASELINE_BIN=$BASELINE_BIN is not an executable file"
@@ -68,6 +103,50 @@ missing=()
 [[ -n $(find_bin wrk) ]] || missing+=(wrk)
 [[ -n $(find_bin taskset) ]] || missing+=(util-linux)
 [[ -x /usr/bin/time ]] || missing+=(time)
+
+# System-call counting (issue 16): perf's syscall tracepoints when they work here (root, or
+# kernel.perf_event_paranoid <= -1; tracefs mounted), else strace, which slows the server a lot.
+# raw_syscalls:sys_enter counts every call; each name in SYSCALL_NAMES is counted on its own
+# (names this kernel lacks are dropped); the report shows the rest as "other". The list is short
+# on purpose: perf switches every per-thread event in and out with its thread, so each extra
+# name costs a thread-switching server like poolserve CPU (measured in S2: about +4 µs/request
+# with 10 names, +10 with 22, +20 with 55, on 23 µs untraced) and perturbs its futex counts.
+# The default named all but at most 0.11% of each server's calls in every scenario of a full run.
+SYSCALL_NAMES_DEFAULT="futex accept4 recvfrom read pread64 writev sendto sendfile64 epoll_wait"
+SYSCALL_NAMES_DEFAULT+=" epoll_ctl close shutdown setsockopt ioctl openat newfstatat statx readlink"
+SYSCALL_NAMES_DEFAULT+=" sched_yield"
+read -r -a SYSCALL_NAMES <<<"${SYSCALL_NAMES:-$SYSCALL_NAMES_DEFAULT}"
+for n in "${SYSCALL_NAMES[@]}"; do
+    [[ $n =~ ^[a-z0-9_]+$ ]] || die "SYSCALL_NAMES: '$n' is not a system call name"
+done
+PERF=$(find_bin perf)
+PERF_EVENTS=""   # perf stat -e list: raw_syscalls:sys_enter, then syscalls:sys_enter_<name>...
+PERF_NAMES=""    # the names in it, for the report
+perf_syscalls_usable() {
+    [[ -n $PERF ]] || return 1
+    "$PERF" stat -x, -o /dev/null -e raw_syscalls:sys_enter,syscalls:sys_enter_futex -- true \
+        >/dev/null 2>&1 || return 1
+    local have n
+    have=$("$PERF" list 'syscalls:sys_enter_*' 2>/dev/null | grep -o 'syscalls:sys_enter_[a-z0-9_]*' || true)
+    PERF_EVENTS=raw_syscalls:sys_enter
+    for n in "${SYSCALL_NAMES[@]}"; do
+        if grep -qx "syscalls:sys_enter_$n" <<<"$have"; then
+            PERF_EVENTS+=",syscalls:sys_enter_$n"; PERF_NAMES+="${PERF_NAMES:+, }$n"
+        fi
+    done
+}
+if (( SYSCALLS )); then
+    if [[ $SYSCALL_TOOL != strace ]] && perf_syscalls_usable; then
+        SYSCALL_TOOL=perf
+    elif [[ $SYSCALL_TOOL == perf ]]; then
+        die "SYSCALL_TOOL=perf, but \`perf stat -e raw_syscalls:sys_enter,syscalls:sys_enter_futex\` fails here"
+    else
+        [[ $SYSCALL_TOOL == auto ]] \
+            && log "perf's syscall tracepoints are unusable here: counting system calls with strace"
+        SYSCALL_TOOL=strace
+        [[ -n $(find_bin strace) ]] || missing+=(strace)
+    fi
+fi
 if (( ${#missing[@]} )); then
     sudo=(); (( EUID == 0 )) || sudo=(sudo)
     log "installing ${missing[*]} with apt-get"
@@ -77,6 +156,8 @@ if (( ${#missing[@]} )); then
 fi
 NGINX=$(find_bin nginx); LIGHTTPD=$(find_bin lighttpd); WRK=$(find_bin wrk)
 [[ -n $NGINX && -n $LIGHTTPD && -n $WRK ]] || die "nginx, lighttpd or wrk still missing"
+STRACE=$(find_bin strace)
+[[ $SYSCALL_TOOL != strace || -n $STRACE ]] || die "strace still missing"
 
 log "building poolserve (cargo build --release)"
 (cd "$REPO" && cargo build --release --quiet) || die "cargo build --release failed"
@@ -86,10 +167,10 @@ POOLSERVE=$(cd "$REPO" && realpath "${CARGO_TARGET_DIR:-target}")/release/poolse
 # ---- temp dir, doc root, cleanup ----------------------------------------------------------
 TMP=$(mktemp -d /tmp/poolserve-bench.XXXXXX)
 ROOT=$TMP/root
-mkdir -p "$ROOT" "$TMP/wrk"
+mkdir -p "$ROOT" "$TMP/wrk" "$TMP/sys"
 head -c 2048 /dev/urandom >"$ROOT/2k.bin"
 head -c 1048576 /dev/urandom >"$ROOT/1m.bin"
-: >"$TMP/runs.tsv"; : >"$TMP/rss.tsv"
+: >"$TMP/runs.tsv"; : >"$TMP/rss.tsv"; : >"$TMP/syscalls.tsv"; : >"$TMP/threads.tsv"
 
 declare -A PID=()      # server name -> pid we started (nginx: the master)
 declare -A WORKER=()   # server name -> pid that serves (for VmHWM)
@@ -131,7 +212,8 @@ render() {  # render TEMPLATE DEST DIR PORT: fill the @...@ placeholders of a co
 }
 
 # start_server NAME PORT: NAME is poolserve, poolserve-wN, poolserve-base (BASELINE_BIN), nginx,
-# nginx-cache or lighttpd
+# nginx-cache, nginx-deferred, lighttpd or lighttpd-deferred (each nginx*/lighttpd* NAME renders
+# bench/NAME.conf)
 start_server() {
     local name=$1 port=$2 dir=$TMP/$1 pid i errlog
     mkdir -p "$dir"
@@ -146,14 +228,14 @@ start_server() {
                 --addr "127.0.0.1:$port" --max-requests 100000 "${workers[@]}" \
                 >"$dir/stdout.log" 2>"$errlog" &
             ;;
-        nginx | nginx-cache)
+        nginx | nginx-cache | nginx-deferred)
             render "$BENCH/$name.conf" "$dir/nginx.conf" "$dir" "$port"
             errlog=$dir/nginx.error.log
             taskset -c "$SERVER_CPU" "$NGINX" -p "$dir/" -c "$dir/nginx.conf" -e "$errlog" \
                 >"$dir/stdout.log" 2>&1 &
             ;;
-        lighttpd)
-            render "$BENCH/lighttpd.conf" "$dir/lighttpd.conf" "$dir" "$port"
+        lighttpd | lighttpd-deferred)
+            render "$BENCH/$name.conf" "$dir/lighttpd.conf" "$dir" "$port"
             errlog=$dir/lighttpd.error.log
             taskset -c "$SERVER_CPU" "$LIGHTTPD" -D -f "$dir/lighttpd.conf" >"$dir/stdout.log" 2>&1 &
             ;;
@@ -205,6 +287,22 @@ cpu_ticks() {  # utime+stime (clock ticks) of the server's processes, all thread
 
 vmhwm_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
 
+if [[ -r /proc/self/schedstat ]]; then THREAD_CPU_SRC=schedstat; else THREAD_CPU_SRC=stat; fi
+thread_cpu() {  # thread_cpu PID: one "tid<TAB>name<TAB>ns on CPU" line per thread of PID
+    local pid=$1 t comm ns line f
+    for t in "/proc/$pid/task/"*; do
+        { read -r comm <"$t/comm"; } 2>/dev/null || continue  # the thread may just have exited
+        if [[ $THREAD_CPU_SRC == schedstat ]]; then  # field 1: ns on CPU, not rounded to ticks
+            { read -r ns _ <"$t/schedstat"; } 2>/dev/null || continue
+        else
+            { read -r line <"$t/stat"; } 2>/dev/null || continue
+            read -r -a f <<<"${line##*) }"
+            ns=$(((f[11] + f[12]) * 1000000000 / CLK_TCK))
+        fi
+        printf '%s\t%s\t%s\n' "${t##*/}" "$comm" "$ns"
+    done
+}
+
 # ---- scenarios ----------------------------------------------------------------------------
 # run_wrk NAME PATH CONNS SECONDS OUTFILE TIMEFILE [wrk header args...]
 run_wrk() {
@@ -217,6 +315,73 @@ run_wrk() {
 }
 
 CLK_TCK=$(getconf CLK_TCK)
+
+# count_syscalls ID NAME PATH CONNS [wrk header args...]: one extra SYSCALL_DURATION-second wrk
+# run against NAME (already up) with the system calls of all its processes and threads counted;
+# appends "scenario server tool wrk_output counts_file" to syscalls.tsv, where counts_file holds
+# "name<TAB>calls" lines and "TOTAL<TAB>calls". A failure only warns: the timed results stand.
+count_syscalls() {
+    local id=$1 name=$2 path=$3 conns=$4 pids=() out spid p i attached
+    shift 4
+    pids=("${PID[$name]}")
+    [[ ${WORKER[$name]} != "${PID[$name]}" ]] && pids+=("${WORKER[$name]}")
+    out=$TMP/sys/$id.$name
+    local wrk_cmd=("$WRK" -t1 -c "$conns" -d "${SYSCALL_DURATION}s" --latency "$@"
+        "http://127.0.0.1:${PORT[$name]}$path")
+    if [[ $SYSCALL_TOOL == perf ]]; then
+        # with -p, perf counts the server's threads only; wrk is just the timer
+        echo "taskset -c $CLIENT_CPU $PERF stat -x, -o $out.perf -e $PERF_EVENTS" \
+            "-p $(IFS=,; echo "${pids[*]}") -- ${wrk_cmd[*]}" >"$out.cmd"
+        if ! taskset -c "$CLIENT_CPU" "$PERF" stat -x, -o "$out.perf" -e "$PERF_EVENTS" \
+            -p "$(IFS=,; echo "${pids[*]}")" -- "${wrk_cmd[@]}" >"$out.wrk" 2>&1; then
+            log "  warning: $id $name: perf stat or wrk failed, no system-call counts"
+            tail -n 5 "$out.wrk" >&2 || true
+            return 0
+        fi
+        # -x, lines: count,unit,event,...; "<not counted>": the threads never ran, so 0 calls
+        awk -F, '$3 == "raw_syscalls:sys_enter" { print "TOTAL\t" ($1 ~ /^[0-9]+$/ ? $1 : 0) }
+            $3 ~ /^syscalls:sys_enter_/ { n = substr($3, 20); if (n == "sendfile64") n = "sendfile"
+                                          print n "\t" ($1 ~ /^[0-9]+$/ ? $1 : 0) }' \
+            "$out.perf" >"$out.counts"
+    else
+        local targs=()
+        for p in "${pids[@]}"; do targs+=(-p "$p"); done
+        echo "taskset -c $CLIENT_CPU $STRACE -c -f -qq -o $out.strace ${targs[*]} &" \
+            "${wrk_cmd[*]}; kill -INT <strace>" >"$out.cmd"
+        taskset -c "$CLIENT_CPU" "$STRACE" -c -f -qq -o "$out.strace" "${targs[@]}" 2>"$out.strace.err" &
+        spid=$!
+        for ((i = 0; i < 100; i++)); do  # up to 10 s until every thread is traced
+            attached=1
+            for p in "${pids[@]}"; do
+                if grep -q '^TracerPid:[[:space:]]*0$' "/proc/$p/task/"*/status 2>/dev/null; then
+                    attached=0
+                fi
+            done
+            ((attached)) && break
+            kill -0 "$spid" 2>/dev/null || break
+            sleep 0.1
+        done
+        if ! ((attached)) || ! run_wrk_plain "$out.wrk" "${wrk_cmd[@]}"; then
+            log "  warning: $id $name: strace did not attach or wrk failed, no system-call counts"
+            kill -INT "$spid" 2>/dev/null || true; wait "$spid" 2>/dev/null || true
+            return 0
+        fi
+        kill -INT "$spid" 2>/dev/null || true
+        wait "$spid" 2>/dev/null || true
+        # strace -c: "% time seconds usecs/call calls [errors] syscall", then a "total" line
+        awk '$NF == "total" { print "TOTAL\t" $4; next }
+             $1 ~ /^[0-9.]+$/ && $4 ~ /^[0-9]+$/ { print $NF "\t" $4 }' "$out.strace" >"$out.counts"
+    fi
+    printf '%s\t%s\t%s\t%s\t%s\n' "$id" "$name" "$SYSCALL_TOOL" "$out.wrk" "$out.counts" \
+        >>"$TMP/syscalls.tsv"
+    log "  $id syscalls $name: $(awk -F'\t' '$1 == "TOTAL" { print $2 }' "$out.counts") calls," \
+        "$(awk '/ requests in / { print $1 }' "$out.wrk") requests"
+}
+run_wrk_plain() {  # run_wrk_plain OUTFILE WRK-COMMAND...: wrk on the client CPU, no timing
+    local out=$1
+    shift
+    taskset -c "$CLIENT_CPU" "$@" >"$out" 2>&1
+}
 
 # scenario ID PATH CONNS "SERVERS" [wrk header args...]
 scenario() {
@@ -236,9 +401,16 @@ scenario() {
     for ((round = 1; round <= ROUNDS; round++)); do
         for name in "${servers[@]}"; do
             out=$TMP/wrk/$id.$name.$round
+            # poolserve: per-thread CPU around the round (issue 16), read outside the wrk run
+            [[ $name == poolserve* ]] && thread_cpu "${PID[$name]}" >"$out.threads.before"
             before=$(cpu_ticks "$name")
             run_wrk "$name" "$path" "$conns" "$DURATION" "$out.txt" "$out.time" "$@"
             after=$(cpu_ticks "$name")
+            if [[ $name == poolserve* ]]; then
+                thread_cpu "${PID[$name]}" >"$out.threads.after"
+                printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$id" "$name" "$round" "${PID[$name]}" \
+                    "$out.threads.before" "$out.threads.after" >>"$TMP/threads.tsv"
+            fi
             printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$id" "$name" "$round" "$out.txt" "$out.time" \
                 $((after - before)) "$CLK_TCK" >>"$TMP/runs.tsv"
             log "  $id round $round $name: $(awk '/^Requests\/sec/ { print $2 }' "$out.txt") req/s"
@@ -247,15 +419,22 @@ scenario() {
     for name in "${servers[@]}"; do
         printf '%s\t%s\t%s\n' "$id" "$name" "$(vmhwm_kib "${WORKER[$name]}")" >>"$TMP/rss.tsv"
     done
+    if ((SYSCALLS)); then  # after the peak RSS reading, so these runs cannot touch it
+        for name in "${servers[@]}"; do
+            count_syscalls "$id" "$name" "$path" "$conns" "$@"
+        done
+    fi
     stop_all
 }
 
 MAIN="poolserve nginx nginx-cache lighttpd"
 [[ -n $BASELINE_BIN ]] && MAIN="poolserve poolserve-base nginx nginx-cache lighttpd"
+# S2 adds the TCP_DEFER_ACCEPT fairness rows, each next to its plain sibling (issue 16)
+S2SET=${MAIN/nginx nginx-cache lighttpd/nginx nginx-deferred nginx-cache lighttpd lighttpd-deferred}
 for id in $SCENARIOS; do
     case $id in
         S1) scenario S1 /2k.bin 64 "$MAIN" ;;
-        S2) scenario S2 /2k.bin 32 "$MAIN" -H "Connection: close" ;;
+        S2) scenario S2 /2k.bin 32 "$S2SET" -H "Connection: close" ;;
         S3) scenario S3 /1m.bin 8 "$MAIN" ;;
         S4) scenario S4 /2k.bin 512 "$MAIN" ;;
         S5) scenario S5 /missing.bin 64 "$MAIN" ;;
@@ -276,14 +455,70 @@ rev=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
         "$("$LIGHTTPD" -v 2>&1 | awk '{ print $1; exit }'); $("$WRK" -v 2>&1 | awk '{ print "wrk " $2; exit }'))."
     echo "Medians over $ROUNDS interleaved rounds of ${DURATION}s each, after a ${WARMUP}s warm-up;" \
         "peak RSS is VmHWM of the serving process (nginx: its one worker; CPU counts master + worker)."
-    echo "poolserve: default options (${POOLSERVE_INFO:-see --help}) plus --max-requests 100000," \
-        "the keep-alive request limit nginx and lighttpd get; S6 sets --workers 1 and 2."
+    echo "poolserve: default options (${POOLSERVE_INFO:-see --help}; --defer-accept 1, TCP_DEFER_ACCEPT" \
+        "as with nginx's \`deferred\`) plus --max-requests 100000, the keep-alive request limit" \
+        "nginx and lighttpd get; S6 sets --workers 1 and 2."
+    if [[ " $SCENARIOS " == *" S2 "* ]]; then
+        echo "S2 fairness rows (issue 16): nginx-deferred is bench/nginx-deferred.conf" \
+            "(\`listen ... deferred\`), lighttpd-deferred is bench/lighttpd-deferred.conf" \
+            "(\`server.defer-accept = 1\`); otherwise identical to nginx and lighttpd."
+    fi
     if [[ -n $BASELINE_BIN ]]; then
         base_rev=$(git -C "$(dirname "$BASELINE_BIN")" rev-parse --short HEAD 2>/dev/null || echo unknown)
         echo "poolserve-base: $BASELINE_BIN (checkout at $base_rev), same options as poolserve (S1-S5)."
     fi
     echo
+    echo "### Throughput, latency, server CPU and memory (timed rounds)"
+    echo
     python3 "$BENCH/report.py" table "$TMP/runs.tsv" "$TMP/rss.tsv"
+    if ((SYSCALLS)); then
+        echo
+        echo "### System calls per request (a separate ${SYSCALL_DURATION}s run per server and scenario)"
+        echo
+        echo "Produced by \`$COMMAND\`: after each scenario's timed rounds, one more wrk run per server" \
+            "(same path, connections and headers as the timed rounds, ${SYSCALL_DURATION}s, no warm-up)" \
+            "with the server's system calls counted; per request = calls / requests wrk counted in" \
+            "that run (in S2 every request has its own connection). The timed rounds above ran" \
+            "without any tracing."
+        if [[ $SYSCALL_TOOL == perf ]]; then
+            echo "Tool: perf's syscall tracepoints, \`taskset -c $CLIENT_CPU perf stat -x, -e" \
+                "raw_syscalls:sys_enter,syscalls:sys_enter_NAME,... -p SERVER_PIDS -- wrk -t1 -c CONNS" \
+                "-d ${SYSCALL_DURATION}s --latency [HEADERS] URL\`; -p names the server's processes" \
+                "(nginx: master and worker) and perf counts all their threads, not wrk, which only" \
+                "times the count. raw_syscalls:sys_enter gives the total; NAME runs over: $PERF_NAMES" \
+                "(sendfile64 shown as sendfile); \"other\" is the total minus those." \
+                "perf costs a server CPU at each thread switch (per event counted), so the counted" \
+                "run's request rate is below the timed rounds' (most for multi-threaded poolserve);" \
+                "wake-up calls such as futex depend on load and vary between runs."
+        else
+            echo "Tool: strace (perf's syscall tracepoints were not used), \`taskset -c $CLIENT_CPU" \
+                "strace -c -f -qq -p SERVER_PID [-p PID...]\` attached to every thread of the server's" \
+                "processes (nginx: master and worker) around \`wrk -t1 -c CONNS -d ${SYSCALL_DURATION}s" \
+                "--latency [HEADERS] URL\`, stopped with SIGINT after wrk. strace slows the server" \
+                "down a lot: the counts per request hold, the request rate under it does not."
+        fi
+        first=$(awk -F'\t' 'NR == 1 { print $4 }' "$TMP/syscalls.tsv")
+        if [[ -n $first && -f ${first%.wrk}.cmd ]]; then
+            echo "First run's exact command: \`$(<"${first%.wrk}.cmd")\`"
+        fi
+        echo
+        python3 "$BENCH/report.py" syscalls "$TMP/syscalls.tsv"
+    fi
+    if [[ -s $TMP/threads.tsv ]]; then
+        echo
+        echo "### poolserve CPU share by thread kind (timed rounds)"
+        echo
+        echo "Produced by \`$COMMAND\` during the timed rounds above: before and after each round" \
+            "every poolserve thread's CPU time is read from" \
+            "$([[ $THREAD_CPU_SRC == schedstat ]] && echo "/proc/PID/task/TID/schedstat (first field, ns on CPU)" \
+                || echo "/proc/PID/task/TID/stat (utime+stime, ${CLK_TCK} ticks/s: coarse)")," \
+            "the deltas are summed over all rounds per thread name (thread names from" \
+            "/proc/PID/task/TID/comm; worker-N grouped as workers). Share = the kind's CPU / the" \
+            "process's CPU (all its threads); saturates at = 1 / share, the core count at which" \
+            "that one thread would be busy all the time if the load kept its shape."
+        echo
+        python3 "$BENCH/report.py" threads "$TMP/threads.tsv"
+    fi
 } >"$OUT.tmp" || die "report failed"
 mv "$OUT.tmp" "$OUT"
 cat "$OUT"
