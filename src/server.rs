@@ -3,10 +3,12 @@
 //! [`Server::bind`] checks the root and binds (so errors come before any thread exists).
 //! [`Server::run`] builds the keeper and the N workers, then accepts on the calling thread
 //! (the main thread in the binary) until the stop token fires. Each accepted socket goes on
-//! the bounded queue with `try_send`; when the queue is full the acceptor writes the canned
-//! 503 without waiting and moves on. At the connection cap it hands the new connection to
-//! the keeper, which closes an idle, silent or slowloris connection to seat it; only when
-//! every connection held is working does the acceptor answer 503 itself. It waits for the
+//! the bounded queue with `try_send` and rings the workers' doorbell only if too few of them
+//! are awake for what is queued (under load, once per accept batch: see `pool`); when the
+//! queue is full the acceptor writes the canned 503 without waiting and moves on. At the
+//! connection cap it hands the new connection to the keeper, which closes an idle, silent or
+//! slowloris connection to seat it; only when every connection held is working does the
+//! acceptor answer 503 itself. It waits for the
 //! listener in a `mio::Poll` so that a stop wakes it at once, without the self-connect trick.
 //! Sockets come from mio's `accept` (one `accept4` with `SOCK_NONBLOCK | SOCK_CLOEXEC` on
 //! Linux, no `ioctl` after it) and on Linux inherit `TCP_NODELAY` from the listener, which
@@ -36,7 +38,7 @@ use crate::config::{
 use crate::connection::Conn;
 use crate::error::Error;
 use crate::keeper::{self, KeeperHandle, Lingering, Parcel};
-use crate::pool::{self, Queues, ReadyQueue};
+use crate::pool::{self, Queues, ReadyQueue, STALL_AFTER};
 use crate::shutdown::Shutdown;
 use crate::state::{Shared, Stats};
 use crate::upload::{sweep_stale, STALE_UPLOAD_AGE};
@@ -289,7 +291,7 @@ impl Server {
         sweep_in_background(&shared.config.root);
         let workers = shared.config.workers;
         let (new_tx, new_rx) = crossbeam_channel::bounded::<Conn>(shared.config.queue);
-        let ready = ReadyQueue::new(workers, shared.config.cores);
+        let ready = ReadyQueue::with_accept_queue(workers, shared.config.cores, new_rx.clone());
         let (done_tx, done_rx) = crossbeam_channel::unbounded();
         let (keeper, _keeper_thread) = keeper::start(
             Arc::clone(&shared),
@@ -299,8 +301,7 @@ impl Server {
         )
         .map_err(io_err("starting the keeper"))?;
         let queues = Queues {
-            new: new_rx,
-            ready,
+            ready: Arc::clone(&ready),
             keeper: keeper.clone(),
         };
         let started = pool::start(&shared, queues, done_tx);
@@ -319,7 +320,7 @@ impl Server {
         );
 
         let listener = mio::net::TcpListener::from_std(listener);
-        let accepted = accept_loop(&listener, &new_tx, &keeper, &shared);
+        let accepted = accept_loop(&listener, &new_tx, &ready, &keeper, &shared);
         drop(listener);
         drop(new_tx);
         shared.shutdown.trigger();
@@ -444,6 +445,7 @@ impl Logger {
 fn accept_loop(
     listener: &mio::net::TcpListener,
     queue: &Sender<Conn>,
+    ready: &ReadyQueue,
     keeper: &KeeperHandle,
     shared: &Arc<Shared>,
 ) -> io::Result<()> {
@@ -456,8 +458,16 @@ fn accept_loop(
     let mut events = Events::with_capacity(64);
     let mut backoff: Option<Duration> = None;
     let mut warn = RateLimit::default();
+    // New connections wait while a worker sleeps: look again after `STALL_AFTER`.
+    let mut watch = false;
+    let mut progress = (0, Instant::now());
     while !shared.shutdown.is_triggered() {
-        if let Err(e) = poll.poll(&mut events, backoff) {
+        let timeout = match (backoff, watch) {
+            (Some(b), true) => Some(b.min(STALL_AFTER)),
+            (b, false) => b,
+            (None, true) => Some(STALL_AFTER),
+        };
+        if let Err(e) = poll.poll(&mut events, timeout) {
             if e.kind() != io::ErrorKind::Interrupted {
                 return Err(e);
             }
@@ -473,7 +483,9 @@ fn accept_loop(
                 break Some(OVERLOAD_WAIT_POLL);
             }
             match accept(listener) {
-                Ok((stream, peer)) => dispatch(stream, peer, queue, keeper, shared, &mut warn),
+                Ok((stream, peer)) => {
+                    dispatch(stream, peer, queue, ready, keeper, shared, &mut warn)
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break None,
                 Err(e)
                     if matches!(
@@ -493,17 +505,23 @@ fn accept_loop(
                 }
             }
         };
+        // The wake-up rule rings no worker while enough count as awake; if those are stuck
+        // (a slow disk), this rings one more. The keeper does the same for ready jobs.
+        watch = ready.check_new_stall(&mut progress, Instant::now());
     }
     // Connections the kernel completed but we have not accepted yet would be reset when the
     // listener closes; their clients have usually sent a request already. Take them in one
     // last sweep (bounded by the connection cap) so they are served with `Connection: close`.
     while shared.open() < shared.config.limits.max_connections {
         match accept(listener) {
-            Ok((stream, peer)) => dispatch(stream, peer, queue, keeper, shared, &mut warn),
+            Ok((stream, peer)) => dispatch(stream, peer, queue, ready, keeper, shared, &mut warn),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(_) => break,
         }
     }
+    // Nobody watches the accept queue from here on: every sleeping worker takes its share of
+    // what is left, so no queued connection waits behind a stuck worker during the drain.
+    ready.wake_all();
     let _ = poll.registry().deregister(&mut SourceFd(&fd));
     Ok(())
 }
@@ -531,6 +549,7 @@ fn dispatch(
     stream: TcpStream,
     peer: SocketAddr,
     queue: &Sender<Conn>,
+    ready: &ReadyQueue,
     keeper: &KeeperHandle,
     shared: &Arc<Shared>,
     warn: &mut RateLimit,
@@ -552,6 +571,9 @@ fn dispatch(
     } else {
         match queue.try_send(conn) {
             Ok(()) => {
+                // Rings a worker only if too few are awake for what is queued: under load,
+                // one ring per accept batch (the module docs of `pool`).
+                ready.wake();
                 shared.queued.store(queue.len(), Ordering::Relaxed);
                 if shared.busy_workers.load(Ordering::Relaxed) >= shared.config.workers {
                     keeper.nudge(); // saturated: the keeper closes idle keep-alives
