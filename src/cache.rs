@@ -20,6 +20,13 @@
 //! most one interval later. Not-found paths have their own, smaller bound, so a flood of
 //! random missing paths cannot push the hot files out.
 //!
+//! Large files that have a snapshot (`snapshot.rs`: a sealed copy sent by sendfile) are
+//! remembered by path too, for the same interval, so a hot download costs a hash lookup
+//! instead of four `statx`, an `open`, an `fstat`, a `readlink` and a `close` per request
+//! (bench S3). The entry holds the snapshot weakly: the snapshot store alone decides what
+//! stays in memory, and an evicted snapshot makes the entry a miss. Only files without
+//! sidecars are remembered this way.
+//!
 //! The configured pages (`--fallback`, `--404`) have a slot each ([`FileCache::page`]), apart
 //! from the request paths and with their own size bound ([`PAGE_MAX_BYTES`]): a single-page
 //! app answers every deep link with its fallback, which would otherwise cost an open, an
@@ -31,6 +38,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::encoding::Coding;
+use crate::snapshot::Snapshot;
 
 /// Files up to this size are cached, and read into the response buffer and sent with the
 /// head in one `write` when served from disk (see `outgoing.rs`): one system call instead of
@@ -73,6 +81,8 @@ impl Page {
 pub enum Lookup {
     /// A small file, fresh.
     File(Arc<Cached>),
+    /// A large file's snapshot, fresh, and what a response about it needs.
+    Large(Arc<Snapshot>, Arc<LargeMeta>),
     /// Nothing there, as of less than an interval ago.
     Missing,
     /// Not known (or stale): resolve it.
@@ -122,6 +132,28 @@ impl Cached {
     }
 }
 
+/// What a response about a large file needs besides its bytes.
+#[derive(Debug)]
+pub struct LargeMeta {
+    /// Content-Type.
+    pub content_type: &'static str,
+    /// Modification time, for Last-Modified and date preconditions.
+    pub modified: Option<SystemTime>,
+    /// The entity-tag.
+    pub etag: String,
+}
+
+/// A large file remembered by path: its snapshot, held weakly.
+#[derive(Debug)]
+struct Large {
+    snapshot: std::sync::Weak<Snapshot>,
+    meta: Arc<LargeMeta>,
+    loaded: Instant,
+}
+
+/// Most large files remembered by path: as many as there can be snapshots.
+const CACHE_MAX_LARGE: usize = crate::config::SNAPSHOT_MAX_FILES;
+
 /// Whether a file of `len` bytes may be cached.
 pub fn cacheable(len: u64) -> bool {
     len <= INLINE_BODY_MAX
@@ -139,6 +171,9 @@ struct Inner {
     missing_order: VecDeque<(String, Instant)>,
     /// The configured pages, by [`Page::slot`].
     pages: [Option<Arc<Cached>>; 2],
+    /// Large files with a snapshot, and their keys in insertion order.
+    large: HashMap<String, Large>,
+    large_order: VecDeque<(String, Instant)>,
 }
 
 /// The cache, shared by all workers.
@@ -191,6 +226,12 @@ impl FileCache {
             if entry.loaded.elapsed() < self.valid {
                 return Lookup::File(Arc::clone(entry));
             }
+        } else if let Some(large) = inner.large.get(key) {
+            if large.loaded.elapsed() < self.valid {
+                if let Some(snapshot) = large.snapshot.upgrade() {
+                    return Lookup::Large(snapshot, Arc::clone(&large.meta));
+                }
+            }
         } else if let Some(when) = inner.missing.get(key) {
             if when.elapsed() < self.valid {
                 return Lookup::Missing;
@@ -214,6 +255,7 @@ impl FileCache {
         if let Some(old) = inner.map.remove(key) {
             inner.bytes -= old.size();
         }
+        inner.large.remove(key);
         let Inner {
             missing,
             missing_order,
@@ -248,6 +290,7 @@ impl FileCache {
             return entry;
         }
         inner.missing.remove(key);
+        inner.large.remove(key);
         if let Some(old) = inner.map.remove(key) {
             inner.bytes -= old.size();
         }
@@ -271,6 +314,44 @@ impl FileCache {
             order.retain(|(k, t)| map.get(k).is_some_and(|e| e.loaded == *t));
         }
         entry
+    }
+
+    /// Remembers that request path `key` is a large file with `snapshot` (unless the cache
+    /// was cleared since `epoch` was read), evicting the oldest such entry at the bound.
+    pub fn insert_large(&self, key: &str, snapshot: &Arc<Snapshot>, meta: LargeMeta, epoch: u64) {
+        if !self.enabled() {
+            return;
+        }
+        let now = Instant::now();
+        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        if self.epoch() != epoch {
+            return;
+        }
+        inner.missing.remove(key);
+        if let Some(old) = inner.map.remove(key) {
+            inner.bytes -= old.size();
+        }
+        let Inner {
+            large, large_order, ..
+        } = &mut *inner;
+        while large.len() >= CACHE_MAX_LARGE && !large.contains_key(key) {
+            let Some((oldest, when)) = large_order.pop_front() else {
+                break;
+            };
+            if large.get(&oldest).is_some_and(|l| l.loaded == when) {
+                large.remove(&oldest);
+            }
+        }
+        let entry = Large {
+            snapshot: Arc::downgrade(snapshot),
+            meta: Arc::new(meta),
+            loaded: now,
+        };
+        large.insert(key.to_string(), entry);
+        large_order.push_back((key.to_string(), now));
+        if large_order.len() > 2 * CACHE_MAX_LARGE {
+            large_order.retain(|(k, t)| large.get(k).is_some_and(|l| l.loaded == *t));
+        }
     }
 
     /// A configured page, if its copy is younger than the revalidation interval.

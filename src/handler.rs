@@ -27,7 +27,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use crate::cache::{self, Cached, CachedRep, FileCache, Lookup, Page, PAGE_MAX_BYTES};
+use crate::cache::{self, Cached, CachedRep, FileCache, LargeMeta, Lookup, Page, PAGE_MAX_BYTES};
 use crate::conditional::{self, Plan, Preconditions};
 use crate::encoding::{self, Coding};
 use crate::error::HttpError;
@@ -35,7 +35,7 @@ use crate::outgoing::{Body, Outgoing, ZERO_COPY_MIN};
 use crate::request::{Method, RequestHead, Version};
 use crate::resolve::{self, FileInfo, FileStamp, ResolveOptions, Resolved};
 use crate::response::{self, Head, HttpDate, Status, ALLOW, ALLOW_WRITE};
-use crate::snapshot::Snapshots;
+use crate::snapshot::{Snapshot, Snapshots};
 use crate::state::Shared;
 use crate::upload;
 
@@ -154,6 +154,8 @@ enum Source {
     File(File, FileStamp),
     /// A cached file and the index of the representation in [`Cached::reps`].
     Memory(Arc<Cached>, usize),
+    /// A large file's snapshot, found by path in the cache.
+    Snapshot(Arc<Snapshot>),
 }
 
 /// A configured page, from memory when it fits ([`PAGE_MAX_BYTES`]) and the cache is on.
@@ -213,6 +215,7 @@ impl Ask<'_> {
         let epoch = shared.cache.epoch();
         match shared.cache.lookup(&head.path) {
             Lookup::File(entry) => return self.cached(entry),
+            Lookup::Large(snapshot, meta) => return self.large(snapshot, &meta),
             Lookup::Missing => return self.not_found(shared),
             Lookup::Unknown => {}
         }
@@ -306,6 +309,9 @@ impl Ask<'_> {
                 len,
                 head_only,
             ),
+            Source::Snapshot(snapshot) => {
+                Outgoing::file(head, Body::Snapshot(snapshot), start, len, head_only)
+            }
             Source::Memory(entry, i) => {
                 let from = start as usize;
                 let to = if head_only { from } else { from + len as usize };
@@ -410,6 +416,19 @@ impl Ask<'_> {
             Some(c) => conditional::variant_etag(rep.len, rep.modified, c.token()),
             None => conditional::etag(rep.len, rep.modified),
         };
+        // A large file whose snapshot exists is remembered by path (see `cache.rs`).
+        let snapshot = cache
+            .filter(|(c, _)| c.enabled() && available.is_empty())
+            .and_then(|(c, epoch)| {
+                let snapshot = self.snapshots.get(&rep.file, &rep.stamp, false)?;
+                let meta = LargeMeta {
+                    content_type,
+                    modified: rep.modified,
+                    etag: etag.clone(),
+                };
+                c.insert_large(&self.head.path, &snapshot, meta, epoch);
+                Some(snapshot)
+            });
         self.chosen(Chosen {
             len: rep.len,
             modified: rep.modified,
@@ -417,7 +436,23 @@ impl Ask<'_> {
             coding,
             has_variants: !available.is_empty(),
             content_type,
-            body: Source::File(rep.file, rep.stamp),
+            body: match snapshot {
+                Some(snapshot) => Source::Snapshot(snapshot),
+                None => Source::File(rep.file, rep.stamp),
+            },
+        })
+    }
+
+    /// Serves a large file from its snapshot, found by path in the cache.
+    fn large(self, snapshot: Arc<Snapshot>, meta: &LargeMeta) -> std::io::Result<Reply> {
+        self.chosen(Chosen {
+            len: snapshot.len(),
+            modified: meta.modified,
+            etag: meta.etag.clone(),
+            coding: None,
+            has_variants: false,
+            content_type: meta.content_type,
+            body: Source::Snapshot(snapshot),
         })
     }
 
@@ -518,6 +553,10 @@ impl Ask<'_> {
                     Source::File(file, stamp) => {
                         let longest = layout.parts.iter().map(|(_, r)| r.len()).max();
                         let body = self.file_body(file, stamp, longest.unwrap_or(0));
+                        Outgoing::multipart(out.finish(), body, layout, head_only)
+                    }
+                    Source::Snapshot(snapshot) => {
+                        let body = Body::Snapshot(snapshot);
                         Outgoing::multipart(out.finish(), body, layout, head_only)
                     }
                     Source::Memory(entry, i) => {

@@ -243,6 +243,9 @@ fn running_out_of_descriptors_backs_off_and_recovers() {
             // A cap far beyond what 40 descriptors allow (the derived one would fit).
             "--max-connections",
             "900",
+            // The hogs below stay silent: deferred, the kernel would not hand them over.
+            "--defer-accept",
+            "0",
         ])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
