@@ -176,6 +176,16 @@ struct Inner {
     large_order: VecDeque<(String, Instant)>,
 }
 
+impl Inner {
+    /// Drops what is known of `key` as a file, small or large.
+    fn forget_file(&mut self, key: &str) {
+        if let Some(old) = self.map.remove(key) {
+            self.bytes -= old.size();
+        }
+        self.large.remove(key);
+    }
+}
+
 /// The cache, shared by all workers.
 #[derive(Debug)]
 pub struct FileCache {
@@ -240,22 +250,25 @@ impl FileCache {
         Lookup::Unknown
     }
 
+    /// The write lock for an insert whose resolve began at `epoch`; `None` when the cache is
+    /// off or was cleared since.
+    fn write_at(&self, epoch: u64) -> Option<std::sync::RwLockWriteGuard<'_, Inner>> {
+        if !self.enabled() {
+            return None;
+        }
+        let inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        (self.epoch() == epoch).then_some(inner)
+    }
+
     /// Remembers that request path `key` resolved to nothing, unless the cache was cleared
     /// since `epoch` was read.
     pub fn insert_missing(&self, key: &str, epoch: u64) {
-        if !self.enabled() {
-            return;
-        }
         let now = Instant::now();
-        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        if self.epoch() != epoch {
+        let Some(mut inner) = self.write_at(epoch) else {
             return;
-        }
+        };
         // A file entry for the key is stale now (the file was removed).
-        if let Some(old) = inner.map.remove(key) {
-            inner.bytes -= old.size();
-        }
-        inner.large.remove(key);
+        inner.forget_file(key);
         let Inner {
             missing,
             missing_order,
@@ -285,15 +298,11 @@ impl FileCache {
         if !self.enabled() || size > CACHE_MAX_BYTES {
             return entry;
         }
-        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        if self.epoch() != epoch {
+        let Some(mut inner) = self.write_at(epoch) else {
             return entry;
-        }
+        };
         inner.missing.remove(key);
-        inner.large.remove(key);
-        if let Some(old) = inner.map.remove(key) {
-            inner.bytes -= old.size();
-        }
+        inner.forget_file(key);
         while inner.map.len() >= CACHE_MAX_ENTRIES || inner.bytes + size > CACHE_MAX_BYTES {
             let Some((oldest, loaded)) = inner.order.pop_front() else {
                 break;
@@ -319,18 +328,12 @@ impl FileCache {
     /// Remembers that request path `key` is a large file with `snapshot` (unless the cache
     /// was cleared since `epoch` was read), evicting the oldest such entry at the bound.
     pub fn insert_large(&self, key: &str, snapshot: &Arc<Snapshot>, meta: LargeMeta, epoch: u64) {
-        if !self.enabled() {
-            return;
-        }
         let now = Instant::now();
-        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        if self.epoch() != epoch {
+        let Some(mut inner) = self.write_at(epoch) else {
             return;
-        }
+        };
         inner.missing.remove(key);
-        if let Some(old) = inner.map.remove(key) {
-            inner.bytes -= old.size();
-        }
+        inner.forget_file(key);
         let Inner {
             large, large_order, ..
         } = &mut *inner;

@@ -676,6 +676,19 @@ mod tests {
         std::fs::remove_file(path).unwrap();
     }
 
+    /// A blocking socket whose peer another thread reads to the end (returned by `join`).
+    fn read_by_thread() -> (TcpStream, std::thread::JoinHandle<Vec<u8>>) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let tx = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (mut rx, _) = l.accept().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            rx.read_to_end(&mut got).unwrap();
+            got
+        });
+        (tx, reader)
+    }
+
     /// Pumps `out` into a blocking socket read by another thread, `first` bytes in one turn
     /// and the rest in the next; returns the outcome of the second turn and what arrived.
     fn in_two_turns(
@@ -683,14 +696,7 @@ mod tests {
         first: u64,
         between: impl FnOnce(),
     ) -> (io::Result<Sent>, Outgoing, Vec<u8>) {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut tx = TcpStream::connect(l.local_addr().unwrap()).unwrap();
-        let (mut rx, _) = l.accept().unwrap();
-        let reader = std::thread::spawn(move || {
-            let mut got = Vec::new();
-            rx.read_to_end(&mut got).unwrap();
-            got
-        });
+        let (mut tx, reader) = read_by_thread();
         assert_eq!(out.pump(&mut tx, first).unwrap(), Sent::Budget);
         between();
         let second = out.pump(&mut tx, u64::MAX);
@@ -710,14 +716,7 @@ mod tests {
         ] {
             for (name, body) in bodies(&path) {
                 let mut out = Outgoing::file(b"H\r\n\r\n".to_vec(), body, 0, len, false).unwrap();
-                let l = TcpListener::bind("127.0.0.1:0").unwrap();
-                let mut tx = TcpStream::connect(l.local_addr().unwrap()).unwrap();
-                let (mut rx, _) = l.accept().unwrap();
-                let reader = std::thread::spawn(move || {
-                    let mut got = Vec::new();
-                    rx.read_to_end(&mut got).unwrap();
-                    got.len() as u64
-                });
+                let (mut tx, reader) = read_by_thread();
                 assert_eq!(
                     out.pump(&mut tx, TURN_BUDGET).unwrap(),
                     want,
@@ -727,7 +726,7 @@ mod tests {
                     assert_eq!(out.pump(&mut tx, TURN_BUDGET).unwrap(), Sent::Done);
                 }
                 drop(tx);
-                assert_eq!(reader.join().unwrap(), 5 + len);
+                assert_eq!(reader.join().unwrap().len() as u64, 5 + len);
             }
         }
         std::fs::remove_file(path).unwrap();

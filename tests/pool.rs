@@ -244,14 +244,7 @@ fn saturation_closes_idle_keep_alive_connections_early() {
 #[test]
 fn a_stuck_worker_does_not_hold_up_ready_connections_on_one_core() {
     let d = TestDir::new();
-    d.file("held.txt", "held\n");
-    d.file("a.txt", "aaa\n");
-    let gate = HoldGate::new("/held.txt");
-    let mut c = support::config(&d.path);
-    c.workers = 2;
-    c.cores = Some(1);
-    c.hold = Some(gate.clone());
-    let srv = TestServer::with_config(c);
+    let (srv, gate) = support::one_core_with_a_gate(&d);
 
     // B is a parked keep-alive connection, so its next request comes through the keeper and
     // the ready queue (not the accept queue, which wakes workers by itself).

@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use poolserve::HoldGate;
 use support::{read_response, wait_until_held, TestDir, TestServer};
 
 /// On one core the wake-up rule keeps one worker awake; if that one is stuck inside a request
@@ -20,14 +19,7 @@ use support::{read_response, wait_until_held, TestDir, TestServer};
 #[test]
 fn a_stuck_worker_does_not_hold_up_new_connections_on_one_core() {
     let d = TestDir::new();
-    d.file("held.txt", "held\n");
-    d.file("a.txt", "aaa\n");
-    let gate = HoldGate::new("/held.txt");
-    let mut c = support::config(&d.path);
-    c.workers = 2;
-    c.cores = Some(1);
-    c.hold = Some(gate.clone());
-    let srv = TestServer::with_config(c);
+    let (srv, gate) = support::one_core_with_a_gate(&d);
 
     let mut a = srv.connect();
     a.write_all(b"GET /held.txt HTTP/1.1\r\nHost: t\r\n\r\n")

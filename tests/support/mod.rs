@@ -15,6 +15,20 @@ use poolserve::{Config, Running, Server};
 pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Waits (bounded) until `n` workers stand at the gate.
+/// A server with two workers on one (pretended) core, whose requests for `/held.txt` wait
+/// at the returned gate: the wake-up rule keeps one worker awake, so a request held there
+/// makes a stuck worker. `/a.txt` is served as usual.
+pub fn one_core_with_a_gate(d: &TestDir) -> (TestServer, poolserve::HoldGate) {
+    d.file("held.txt", "held\n");
+    d.file("a.txt", "aaa\n");
+    let gate = poolserve::HoldGate::new("/held.txt");
+    let mut c = config(&d.path);
+    c.workers = 2;
+    c.cores = Some(1);
+    c.hold = Some(gate.clone());
+    (TestServer::with_config(c), gate)
+}
+
 pub fn wait_until_held(gate: &poolserve::HoldGate, n: usize) {
     let t = std::time::Instant::now();
     while gate.held() < n {
