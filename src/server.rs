@@ -33,7 +33,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::config::{
     nofile_limit, snapshot_files_for, AccessLog, Config, FdBudget, Overload, ACCEPT_BACKOFF_MAX,
-    FDS_PER_CONNECTION, MAX_CONNECTIONS, MAX_CONNECTIONS_AUTO,
+    FDS_PER_CONNECTION, LISTEN_BACKLOG, MAX_CONNECTIONS, MAX_CONNECTIONS_AUTO,
 };
 use crate::connection::Conn;
 use crate::error::Error;
@@ -361,7 +361,8 @@ impl Server {
     }
 }
 
-/// Linux: `TCP_NODELAY` once on the listener, which passes it on to every socket it accepts
+/// Linux: a listen backlog of [`LISTEN_BACKLOG`] (std's 128 is too short for deferred
+/// accept), `TCP_NODELAY` once on the listener, which passes it on to every socket it accepts
 /// (one `setsockopt` per connection saved), and `TCP_DEFER_ACCEPT` (`--defer-accept`), so that
 /// a new connection reaches the acceptor with its request already in the socket and goes
 /// straight to a worker, and a silent one costs the process nothing until the kernel hands
@@ -370,6 +371,7 @@ impl Server {
 fn listener_options(listener: &TcpListener, defer_secs: u32) -> io::Result<()> {
     #[cfg(target_os = "linux")]
     {
+        crate::sys::set_backlog(listener, LISTEN_BACKLOG)?;
         crate::sys::set_listener_nodelay(listener)?;
         crate::sys::set_defer_accept(listener, defer_secs)?;
     }
@@ -632,6 +634,13 @@ mod tests {
             };
             let server = Server::bind(config).unwrap();
             assert_eq!(crate::sys::defer_accept(&server.listener).unwrap(), want);
+            // The backlog as set, or the system's cap if that is lower.
+            let somaxconn = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(LISTEN_BACKLOG);
+            let backlog = crate::sys::backlog(&server.listener).unwrap();
+            assert_eq!(backlog, LISTEN_BACKLOG.min(somaxconn));
             let mut client = TcpStream::connect(server.addr).unwrap();
             client.write_all(b"G").unwrap(); // a deferred connection needs its first byte
             let listener = mio::net::TcpListener::from_std(server.listener);

@@ -111,6 +111,45 @@ pub fn defer_accept(listener: &TcpListener) -> io::Result<u32> {
     u32::try_from(secs).map_err(|_| io::ErrorKind::InvalidData.into())
 }
 
+/// Sets a listening socket's backlog: listen(2) again on a socket that listens already, which
+/// Linux allows and which only changes the queue bound (capped at `net.core.somaxconn`).
+pub fn set_backlog(listener: &TcpListener, backlog: u32) -> io::Result<()> {
+    let backlog = libc::c_int::try_from(backlog).map_err(|_| io::ErrorKind::InvalidInput)?;
+    // SAFETY: the descriptor is borrowed from its live owner for the whole call; no pointer.
+    let r = unsafe { libc::listen(listener.as_raw_fd(), backlog) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// A listening socket's backlog as the kernel applies it (for a listener, `TCP_INFO` reports
+/// it in `tcpi_sacked`).
+#[cfg(test)]
+pub fn backlog(listener: &TcpListener) -> io::Result<u32> {
+    // SAFETY: no system call: `tcp_info` is plain integers, for which all zeros is valid.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    let ptr: *mut libc::tcp_info = &mut info;
+    // SAFETY: the descriptor is borrowed from its live owner for the whole call; `ptr` and
+    // `len` point to locals, and `len` says the kernel may write at most one `tcp_info`.
+    let r = unsafe {
+        libc::getsockopt(
+            listener.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            ptr.cast(),
+            &mut len,
+        )
+    };
+    if r == 0 {
+        Ok(info.tcpi_sacked)
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// `TCP_NODELAY` on a listener. Linux copies it to every socket the listener accepts (the
 /// unit test below checks this), which saves one `setsockopt` per connection.
 pub fn set_listener_nodelay(listener: &TcpListener) -> io::Result<()> {
@@ -273,6 +312,20 @@ mod tests {
         set_defer_accept(&l, 0).unwrap();
         assert_eq!(defer_accept(&l).unwrap(), 0);
         assert!(set_defer_accept(&l, u32::MAX).is_err());
+    }
+
+    #[test]
+    fn the_backlog_is_raised_on_a_listening_socket() {
+        // Below 128, the oldest kernels' `somaxconn`, so no cap applies.
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        for n in [100, 60] {
+            set_backlog(&l, n).unwrap();
+            assert_eq!(backlog(&l).unwrap(), n);
+        }
+        assert!(set_backlog(&l, u32::MAX).is_err());
+        // Still listening.
+        let _c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        l.accept().unwrap();
     }
 
     #[test]
