@@ -1051,6 +1051,15 @@ mod tests {
         ] {
             assert_eq!(cfg(args).defer_accept, want, "{args:?}");
         }
+        // (arguments, --zero-copy-mem bytes)
+        for (args, want) in [
+            (&[][..], ZERO_COPY_MEM),
+            (&["--zero-copy-mem", "0"], 0),
+            (&["--zero-copy-mem", "256M"], 256 << 20),
+            (&["--zero-copy-mem=1G"], 1 << 30),
+        ] {
+            assert_eq!(cfg(args).zero_copy_mem, want, "{args:?}");
+        }
     }
 
     #[test]
@@ -1160,6 +1169,9 @@ mod tests {
             &["--defer-accept", "1.5"],
             &["--defer-accept", "601"],
             &["--defer-accept", "-1"],
+            &["--zero-copy-mem", "-1"],
+            &["--zero-copy-mem", "lots"],
+            &["--zero-copy-mem", "0M"],
             &["--health-path", "health"],
             &["--health-path", "/a?b"],
             &["stray"],
