@@ -31,7 +31,9 @@
 //!   answers: the server already has its FIN.
 //! - Resources are sampled from /proc after a warm-up (all clients, then a settle until the
 //!   counts are back at their idle values) and at the end (clients stopped, same settle);
-//!   descriptors and threads must match exactly, resident memory within
+//!   descriptors and threads must match exactly (not counting the server's zero-copy
+//!   snapshots, sealed memfds it keeps on purpose: those must stay within
+//!   [`SNAPSHOT_MAX_FILES`]), resident memory within
 //!   [`RSS_TOLERANCE_KIB`]; the RSS at each tenth of the run is printed, to tell a leak
 //!   (steady growth) from the allocator keeping what it was given (a plateau).
 //! - Only 127.0.0.1 is ever contacted, and at most a few dozen connections are open at once:
@@ -1953,10 +1955,16 @@ fn phase(site: &Arc<Site>, addr: SocketAddr, length: Duration, t0: Instant, seed
     stats
 }
 
-/// The server's descriptors, threads, resident and peak resident memory (KiB).
+/// Most zero-copy snapshots the server keeps (poolserve's `config::SNAPSHOT_MAX_FILES`): a
+/// cache of sealed memfds, bounded, and not a leak.
+const SNAPSHOT_MAX_FILES: usize = 64;
+
+/// The server's descriptors (zero-copy snapshots apart), threads, resident and peak resident
+/// memory (KiB).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 struct Sample {
     fds: usize,
+    snapshots: usize,
     threads: usize,
     rss_kib: u64,
     hwm_kib: u64,
@@ -1973,8 +1981,17 @@ fn sample(pid: u32) -> io::Result<Sample> {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0)
     };
+    let snapshots = fs::read_dir(format!("/proc/{pid}/fd"))?
+        .filter_map(|e| fs::read_link(e.ok()?.path()).ok())
+        .filter(|target| {
+            target
+                .to_string_lossy()
+                .starts_with("/memfd:poolserve-snapshot")
+        })
+        .count();
     Ok(Sample {
-        fds: count("fd")?,
+        fds: count("fd")?.saturating_sub(snapshots),
+        snapshots,
         threads: count("task")?,
         rss_kib: field("VmRSS:"),
         hwm_kib: field("VmHWM:"),
@@ -2177,6 +2194,7 @@ fn soak(opts: &Opts, base: &Path, root: &Path, seed: u64) -> Result<bool, String
                     if let Ok(s) = sample(pid) {
                         let mut p = peaks.lock().unwrap();
                         p.fds = p.fds.max(s.fds);
+                        p.snapshots = p.snapshots.max(s.snapshots);
                         p.threads = p.threads.max(s.threads);
                         p.rss_kib = p.rss_kib.max(s.rss_kib);
                         if Instant::now() >= mark {
@@ -2202,6 +2220,12 @@ fn soak(opts: &Opts, base: &Path, root: &Path, seed: u64) -> Result<bool, String
         .map(|&k| format!("{:.1}", k as f64 / 1024.0))
         .collect();
 
+    if peak.snapshots > SNAPSHOT_MAX_FILES {
+        problems.push(format!(
+            "{} zero-copy snapshots at once, more than the {SNAPSHOT_MAX_FILES} allowed",
+            peak.snapshots
+        ));
+    }
     if (end.fds, end.threads) != (start.fds, start.threads) {
         problems.push(format!(
             "descriptors {} → {}, threads {} → {} (waited {:.1} s for them to settle)",
@@ -2322,10 +2346,13 @@ fn report(
         site.truncations.load(Ordering::SeqCst)
     );
     println!(
-        "server: descriptors {} → {} (peak {}), threads {} → {} (peak {}), RSS {} → {} (peak sampled {}, VmHWM {}); log: {warns} WARN, {errors} ERROR",
+        "server: descriptors {} → {} (peak {}; zero-copy snapshots apart, {} → {}, peak {}), threads {} → {} (peak {}), RSS {} → {} (peak sampled {}, VmHWM {}); log: {warns} WARN, {errors} ERROR",
         start.fds,
         end.fds,
         peak.fds,
+        start.snapshots,
+        end.snapshots,
+        peak.snapshots,
         start.threads,
         end.threads,
         peak.threads,

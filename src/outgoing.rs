@@ -758,6 +758,25 @@ mod tests {
         std::fs::remove_file(path).unwrap();
     }
 
+    /// A file replaced by rename (a deploy) while a response by copy has it open is not a
+    /// change of that file: the response completes with its bytes.
+    #[test]
+    fn a_file_replaced_by_rename_completes_a_copied_body() {
+        let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+        let (path, _) = temp_file(&data);
+        let out =
+            Outgoing::file(b"H\r\n\r\n".to_vec(), by_copy(&path), 0, 1_000_000, false).unwrap();
+        let deploy = || {
+            let next = path.with_extension("next");
+            std::fs::write(&next, b"the new version").unwrap();
+            std::fs::rename(&next, &path).unwrap();
+        };
+        let (second, _, got) = in_two_turns(out, 500_000, deploy);
+        assert_eq!(second.unwrap(), Sent::Done);
+        assert!(got[5..] == data[..], "the bytes of the version it opened");
+        std::fs::remove_file(path).unwrap();
+    }
+
     /// A snapshot body is the version of the file it was copied from, whatever happens to
     /// the file while it is sent: truncated, rewritten, grown.
     #[test]

@@ -15,7 +15,7 @@
 //! (`F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL`): the kernel refuses every
 //! write, truncate and growth of it, so the pages a socket holds are the file's bytes
 //! whoever reads them, whenever. It is kept only if the file still has the stamp it had at
-//! open ([`FileStamp`]: inode, length, ctime) after the copy, and is found again by inode and
+//! open ([`FileStamp`]: inode, length, mtime) after the copy, and is found again by inode and
 //! used only while the open file's stamp is the same: a changed file is never answered from
 //! an old snapshot, it gets a new one. A response then costs what a plain sendfile costs;
 //! the copy is paid once per version of a file, and is one copy where the copy path pays two
