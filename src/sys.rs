@@ -36,40 +36,33 @@ pub fn memfd(name: &CStr) -> io::Result<File> {
     let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
     // SAFETY: `name` is a live NUL-terminated string the kernel only reads during the call.
     let fd = unsafe { libc::memfd_create(name.as_ptr(), flags) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let fd = cvt(fd)?;
     // SAFETY: no system call: `fd` was just returned by memfd_create, is open, and nothing
     // else owns it; the `OwnedFd` becomes its one owner and closes it.
     Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
 }
 
+/// The seals of a snapshot: no write, no shrinking, no growth, no change of the seals.
+const SEALS: libc::c_int =
+    libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+
 /// Seals an in-memory file for good: from now on the kernel refuses every write, truncate and
 /// growth of it, through any descriptor or mapping, and any change of the seals. Fails with
 /// `EBUSY` while a writable shared mapping of it exists (we never map it).
 pub fn seal(memfd: &File) -> io::Result<()> {
-    let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
     // SAFETY: the descriptor is borrowed from its live owner for the whole call; F_ADD_SEALS
     // takes an integer argument, no pointer.
-    let r = unsafe { libc::fcntl(memfd.as_raw_fd(), libc::F_ADD_SEALS, seals) };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    let r = unsafe { libc::fcntl(memfd.as_raw_fd(), libc::F_ADD_SEALS, SEALS) };
+    cvt(r).map(|_| ())
 }
 
 /// Whether `memfd` carries every seal [`seal`] sets.
 #[cfg(test)]
 pub fn is_sealed(memfd: &File) -> io::Result<bool> {
-    let all = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
     // SAFETY: the descriptor is borrowed from its live owner for the whole call; F_GET_SEALS
     // takes no argument.
     let r = unsafe { libc::fcntl(memfd.as_raw_fd(), libc::F_GET_SEALS) };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(r & all == all)
+    Ok(cvt(r)? & SEALS == SEALS)
 }
 
 /// Whether [`sendfile`] can address a file up to `end` (its offsets are `off_t`, 32 bits on
@@ -107,7 +100,12 @@ pub fn set_defer_accept(listener: &TcpListener, secs: u32) -> io::Result<()> {
 /// The listener's `TCP_DEFER_ACCEPT` in seconds, as the kernel rounded it (0: off).
 #[cfg(test)]
 pub fn defer_accept(listener: &TcpListener) -> io::Result<u32> {
-    let secs = get_int(listener.as_fd(), libc::IPPROTO_TCP, libc::TCP_DEFER_ACCEPT)?;
+    let secs = get_opt(
+        listener.as_fd(),
+        libc::IPPROTO_TCP,
+        libc::TCP_DEFER_ACCEPT,
+        0,
+    )?;
     u32::try_from(secs).map_err(|_| io::ErrorKind::InvalidData.into())
 }
 
@@ -117,11 +115,7 @@ pub fn set_backlog(listener: &TcpListener, backlog: u32) -> io::Result<()> {
     let backlog = libc::c_int::try_from(backlog).map_err(|_| io::ErrorKind::InvalidInput)?;
     // SAFETY: the descriptor is borrowed from its live owner for the whole call; no pointer.
     let r = unsafe { libc::listen(listener.as_raw_fd(), backlog) };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    cvt(r).map(|_| ())
 }
 
 /// A listening socket's backlog as the kernel applies it (for a listener, `TCP_INFO` reports
@@ -129,31 +123,24 @@ pub fn set_backlog(listener: &TcpListener, backlog: u32) -> io::Result<()> {
 #[cfg(test)]
 pub fn backlog(listener: &TcpListener) -> io::Result<u32> {
     // SAFETY: no system call: `tcp_info` is plain integers, for which all zeros is valid.
-    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
-    let ptr: *mut libc::tcp_info = &mut info;
-    // SAFETY: the descriptor is borrowed from its live owner for the whole call; `ptr` and
-    // `len` point to locals, and `len` says the kernel may write at most one `tcp_info`.
-    let r = unsafe {
-        libc::getsockopt(
-            listener.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_INFO,
-            ptr.cast(),
-            &mut len,
-        )
-    };
-    if r == 0 {
-        Ok(info.tcpi_sacked)
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    let info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let info = get_opt(listener.as_fd(), libc::IPPROTO_TCP, libc::TCP_INFO, info)?;
+    Ok(info.tcpi_sacked)
 }
 
 /// `TCP_NODELAY` on a listener. Linux copies it to every socket the listener accepts (the
 /// unit test below checks this), which saves one `setsockopt` per connection.
 pub fn set_listener_nodelay(listener: &TcpListener) -> io::Result<()> {
     set_int(listener.as_fd(), libc::IPPROTO_TCP, libc::TCP_NODELAY, 1)
+}
+
+/// A system call's `int` result: -1 is the error in `errno`, anything else is the value.
+fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
+    if r == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
 }
 
 /// Sets an integer socket option.
@@ -168,27 +155,25 @@ fn set_int(
     // SAFETY: the descriptor is borrowed from its live owner for the whole call; `value`
     // points to a local `c_int` and `len` is its size, which the kernel only reads.
     let r = unsafe { libc::setsockopt(fd.as_raw_fd(), level, name, value.cast(), len) };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    cvt(r).map(|_| ())
 }
 
-/// Reads an integer socket option.
+/// Reads a socket option into `value`, a C struct of plain integers (or one integer): the
+/// kernel fills at most its size, and any bytes it leaves keep their value from `value`.
 #[cfg(test)]
-fn get_int(fd: BorrowedFd<'_>, level: libc::c_int, name: libc::c_int) -> io::Result<libc::c_int> {
-    let mut value: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    let ptr: *mut libc::c_int = &mut value;
+fn get_opt<T: Copy>(
+    fd: BorrowedFd<'_>,
+    level: libc::c_int,
+    name: libc::c_int,
+    mut value: T,
+) -> io::Result<T> {
+    let mut len = std::mem::size_of::<T>() as libc::socklen_t;
+    let ptr: *mut T = &mut value;
     // SAFETY: the descriptor is borrowed from its live owner for the whole call; `ptr` and
-    // `len` point to locals, and `len` says the kernel may write at most one `c_int`.
+    // `len` point to locals, `len` says the kernel may write at most one `T`, and every
+    // caller's `T` is plain integers, valid for whatever bytes the kernel writes.
     let r = unsafe { libc::getsockopt(fd.as_raw_fd(), level, name, ptr.cast(), &mut len) };
-    if r == 0 {
-        Ok(value)
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    cvt(r).map(|_| value)
 }
 
 #[cfg(test)]
