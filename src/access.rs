@@ -323,27 +323,22 @@ mod tests {
 
         // The logger writes what was queued, in order, in one batch, and stops when told.
         let (stop_tx, stop_rx) = crossbeam_channel::bounded(1);
-        stop_tx
-            .send(Instant::now() + Duration::from_secs(5))
-            .unwrap();
-        let mut out = Vec::new();
-        sink.drain_to(&mut out, &stop_rx);
-        assert_eq!(out, b"0\n1\n2\n");
+        // Tells the logger to stop by `deadline`, and returns what it wrote.
+        let drain = |deadline: Instant| {
+            stop_tx.send(deadline).unwrap();
+            let mut out = Vec::new();
+            sink.drain_to(&mut out, &stop_rx);
+            out
+        };
+        let later = || Instant::now() + Duration::from_secs(5);
+        assert_eq!(drain(later()), b"0\n1\n2\n");
         // Room again: lines flow again.
         sink.push(b"later\n".to_vec());
         assert_eq!(sink.dropped(), 8);
-        stop_tx
-            .send(Instant::now() + Duration::from_secs(5))
-            .unwrap();
-        let mut out = Vec::new();
-        sink.drain_to(&mut out, &stop_rx);
-        assert_eq!(out, b"later\n");
+        assert_eq!(drain(later()), b"later\n");
         // A stop whose deadline has passed writes nothing more.
         sink.push(b"late\n".to_vec());
-        stop_tx.send(Instant::now()).unwrap();
-        let mut out = Vec::new();
-        sink.drain_to(&mut out, &stop_rx);
-        assert!(out.len() <= b"late\n".len());
+        assert!(drain(Instant::now()).len() <= b"late\n".len());
     }
 
     fn record<'a>(request: &'a str, referer: Option<&'a str>, ua: Option<&'a str>) -> Record<'a> {

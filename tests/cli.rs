@@ -654,27 +654,19 @@ fn a_low_descriptor_limit_is_budgeted_and_slow_readers_finish() {
         "64 descriptors, 4 workers: cap {cap}"
     );
 
-    let readers: Vec<TcpStream> = (0..cap)
-        .map(|_| {
-            let mut s = TcpStream::connect(addr).unwrap();
-            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-            s.write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-                .unwrap();
-            s
-        })
-        .collect();
+    let readers = requests_sent(
+        addr,
+        cap,
+        b"GET /big.bin HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    );
     // Newcomers, all at once and held open, for a file too large for the cache (each
     // answer opens it): past the budget, accept() may back off on EMFILE for a moment, and
     // a file that cannot be opened is 503, never 500.
-    let newcomers: Vec<TcpStream> = (0..3 * cap)
-        .map(|_| {
-            let mut s = TcpStream::connect(addr).unwrap();
-            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-            s.write_all(b"GET /mid.bin HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-                .unwrap();
-            s
-        })
-        .collect();
+    let newcomers = requests_sent(
+        addr,
+        3 * cap,
+        b"GET /mid.bin HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    );
     let mut statuses = std::collections::BTreeMap::new();
     for mut s in newcomers {
         let r = support::read_response(&mut s, false).expect("an answer");
@@ -727,15 +719,7 @@ fn out_of_descriptors_a_file_that_cannot_be_opened_is_503_not_500() {
         .spawn()
         .expect("spawn prlimit poolserve");
     let addr = listening_address(&mut child);
-    let clients: Vec<TcpStream> = (0..CLIENTS)
-        .map(|_| {
-            let mut s = TcpStream::connect(addr).unwrap();
-            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-            s.write_all(b"GET /mid.bin HTTP/1.1\r\nHost: t\r\n\r\n")
-                .unwrap();
-            s
-        })
-        .collect();
+    let clients = requests_sent(addr, CLIENTS, b"GET /mid.bin HTTP/1.1\r\nHost: t\r\n\r\n");
     let mut statuses = std::collections::BTreeMap::new();
     for mut s in clients {
         let r = support::read_response(&mut s, false).expect("an answer");
@@ -754,4 +738,16 @@ fn out_of_descriptors_a_file_that_cannot_be_opened_is_503_not_500() {
     let log = stderr_of(&mut child);
     assert!(log.contains("--max-connections 900: "), "{log}");
     assert_eq!(status.code(), Some(0), "{log}");
+}
+
+/// `n` connections to `addr`, each with `request` sent and a 10 s read timeout.
+fn requests_sent(addr: SocketAddr, n: usize, request: &[u8]) -> Vec<TcpStream> {
+    (0..n)
+        .map(|_| {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            s.write_all(request).unwrap();
+            s
+        })
+        .collect()
 }
