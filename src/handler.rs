@@ -29,9 +29,10 @@ use std::time::SystemTime;
 
 use crate::cache::{self, Cached, CachedRep, FileCache, LargeMeta, Lookup, Page, PAGE_MAX_BYTES};
 use crate::conditional::{self, Plan, Preconditions};
+use crate::config::ZERO_COPY_MIN;
 use crate::encoding::{self, Coding};
 use crate::error::HttpError;
-use crate::outgoing::{Body, Outgoing, ZERO_COPY_MIN};
+use crate::outgoing::{Body, Outgoing};
 use crate::request::{Method, RequestHead, Version};
 use crate::resolve::{self, FileInfo, FileStamp, ResolveOptions, Resolved};
 use crate::response::{self, Head, HttpDate, Status, ALLOW, ALLOW_WRITE};

@@ -9,7 +9,7 @@
 //!
 //! # File ranges
 //! A range goes out from one of two sources ([`Body`]). A file that has a snapshot (a sealed
-//! in-memory copy, see `snapshot`: Linux, files from [`ZERO_COPY_MIN`] up to a quarter of
+//! in-memory copy, see `snapshot`: Linux, files from [`ZERO_COPY_MIN`](crate::config::ZERO_COPY_MIN) up to a quarter of
 //! `--zero-copy-mem`) goes by sendfile(2) from the snapshot: nothing is copied through user
 //! space. The offset is ours and sendfile says how many bytes the socket took, so a partial
 //! send advances exactly that far, and "would block" parks the connection as above. Every
@@ -49,7 +49,6 @@ use std::sync::Arc;
 
 use crate::cache::{Cached, INLINE_BODY_MAX};
 use crate::conditional::MultipartLayout;
-pub use crate::config::ZERO_COPY_MIN;
 use crate::resolve::FileStamp;
 use crate::snapshot::Snapshot;
 #[cfg(target_os = "linux")]
@@ -484,6 +483,7 @@ fn changed() -> io::Error {
 mod tests {
     use super::*;
     use crate::conditional::{multipart_layout, ByteRange};
+    use crate::config::ZERO_COPY_MIN;
     use std::io::Read;
     use std::net::{TcpListener, TcpStream};
     use std::time::Duration;

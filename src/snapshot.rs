@@ -175,7 +175,7 @@ impl Snapshots {
         let here = crate::sys::sendfile_reaches(len);
         #[cfg(not(target_os = "linux"))]
         let here = false;
-        here && len >= crate::outgoing::ZERO_COPY_MIN && len <= self.file_max()
+        here && len >= crate::config::ZERO_COPY_MIN && len <= self.file_max()
     }
 
     /// Takes room for a snapshot of `stamp`'s file and marks the file as being built. Room is
@@ -314,7 +314,7 @@ fn changed() -> io::Error {
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
-    use crate::outgoing::ZERO_COPY_MIN;
+    use crate::config::ZERO_COPY_MIN;
     use std::io::Write;
     use std::os::unix::fs::FileExt;
     use std::path::PathBuf;
