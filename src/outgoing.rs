@@ -9,8 +9,8 @@
 //!
 //! # File ranges
 //! A range goes out from one of two sources ([`Body`]). A file that has a snapshot (a sealed
-//! in-memory copy, see `snapshot`: Linux, files from [`ZERO_COPY_MIN`](crate::config::ZERO_COPY_MIN) up to a quarter of
-//! `--zero-copy-mem`) goes by sendfile(2) from the snapshot: nothing is copied through user
+//! in-memory copy, see `snapshot`: Linux, files from
+//! [`ZERO_COPY_MIN`](crate::config::ZERO_COPY_MIN) up to a quarter of `--zero-copy-mem`) goes by sendfile(2) from the snapshot: nothing is copied through user
 //! space. The offset is ours and sendfile says how many bytes the socket took, so a partial
 //! send advances exactly that far, and "would block" parks the connection as above. Every
 //! other range goes by copy: positioned reads (`pread`) into one reusable buffer per worker
