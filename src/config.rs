@@ -327,6 +327,12 @@ pub struct Config {
     pub cache_valid: Duration,
     /// Accept PUT and DELETE under the root (off: 405 with `Allow`).
     pub allow_write: bool,
+    /// Read `_redirects` and `_headers` at the root (`--site-rules`, on by default).
+    pub site_rules: bool,
+    /// Fields every response carries (`--header 'Name: value'`, repeatable).
+    pub headers: Vec<String>,
+    /// Serve `/about` from `about.html` and redirect `/about.html` there (`--clean-urls`).
+    pub clean_urls: bool,
     /// Largest PUT body accepted (413 beyond).
     pub max_upload: u64,
     /// Test seam, never set by the command line: see [`HoldGate`].
@@ -379,6 +385,9 @@ impl Default for Config {
             cache_valid: CACHE_VALID,
             access_log: AccessLog::Combined,
             allow_write: false,
+            site_rules: true,
+            headers: Vec::new(),
+            clean_urls: false,
             max_upload: DEFAULT_MAX_UPLOAD,
             hold: None,
             cores: None,
@@ -437,6 +446,9 @@ pub const ENV_OPTIONS: &[(&str, bool)] = &[
     ("--access-log", true),
     ("--404", true),
     ("--fallback", true),
+    ("--site-rules", true),
+    ("--header", true),
+    ("--clean-urls", false),
 ];
 
 /// The environment variable for an option: `--max-requests` → `POOLSERVE_MAX_REQUESTS`.
@@ -511,6 +523,13 @@ Options:
   --404 FILE               serve FILE (status 404) for paths that are not found
   --fallback FILE          serve FILE (status 200) for a missing path without an
                            extension: a single-page app's entry, e.g. html/index.html
+  --site-rules on|off      apply the root's _redirects and _headers files (Netlify and
+                           Cloudflare Pages format); off serves them as plain files
+                           [default: on]
+  --header 'NAME: VALUE'   add a header field to every response; repeatable (in the
+                           environment, one field per line)
+  --clean-urls             serve /about from about.html, redirect /about.html to /about
+                           and /dir/index.html to /dir/ (308)
   -h, --help               print this help and exit
   -V, --version            print the version and exit
 
@@ -706,6 +725,26 @@ impl Config {
                 }
                 "--404" => cfg.not_found_page = Some(PathBuf::from(value("--404")?)),
                 "--fallback" => cfg.fallback = Some(PathBuf::from(value("--fallback")?)),
+                "--site-rules" => {
+                    cfg.site_rules = match value("--site-rules")?.as_str() {
+                        "on" => true,
+                        "off" => false,
+                        other => {
+                            return Err(ConfigError(format!(
+                                "--site-rules: {other:?} is not on or off"
+                            )))
+                        }
+                    }
+                }
+                "--header" => {
+                    // The environment variable holds one field per line.
+                    for field in value("--header")?.lines().filter(|l| !l.trim().is_empty()) {
+                        crate::site_rules::check_header(field)
+                            .map_err(|e| ConfigError(format!("--header {field:?}: {e}")))?;
+                        cfg.headers.push(field.trim().to_string());
+                    }
+                }
+                "--clean-urls" if inline.is_none() => cfg.clean_urls = true,
                 "--health-path" => {
                     let path = value("--health-path")?;
                     cfg.health_path = match path.as_str() {

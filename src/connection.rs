@@ -556,7 +556,10 @@ fn fail(conn: &mut Conn, err: HttpError, shared: &Shared) {
     shared.requests.fetch_add(1, Ordering::Relaxed);
     conn.unread_input = true;
     let log = Entry::new(shared.config.access_log, None, Instant::now());
-    conn.send(handler::malformed(&err), log);
+    let rules = shared.rules.current();
+    let reply = handler::malformed(&err, &rules.headers.global());
+    drop(rules);
+    conn.send(reply, log);
 }
 
 /// Answers one parsed request: decides keep-alive, starts an upload or has the handler build
@@ -686,7 +689,10 @@ fn answer_upload(conn: &mut Conn, refused: Option<HttpError>, shared: &Shared) {
     };
     keep.recheck(conn, shared);
     conn.idle_since = Instant::now();
-    conn.send(handler::put_reply(version, keep.get(), result), log);
+    let rules = shared.rules.current();
+    let reply = handler::put_reply(version, keep.get(), result, &rules.headers.global());
+    drop(rules);
+    conn.send(reply, log);
 }
 
 /// The keeper's verdict on a connection whose deadline passed while parked: a partial head

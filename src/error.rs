@@ -45,6 +45,8 @@ pub enum Error {
         /// Why it cannot be served.
         reason: String,
     },
+    /// A `_redirects` or `_headers` file (or a `--header`) cannot be used: `file:line: reason`.
+    Rules(crate::site_rules::RuleError),
     /// A thread could not be started or another I/O failure outside any one connection.
     Io {
         /// What we were doing.
@@ -74,6 +76,7 @@ impl fmt::Display for Error {
                 write!(f, "{flag}: cannot serve {}: {reason}", path.display())
             }
             Error::Io { context, source } => write!(f, "{context}: {source}"),
+            Error::Rules(e) => write!(f, "{e}"),
             Error::KeeperFailed => write!(
                 f,
                 "the keeper thread panicked; drained and stopped so that a supervisor restarts the server"

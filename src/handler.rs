@@ -36,6 +36,7 @@ use crate::outgoing::{Body, Outgoing};
 use crate::request::{Method, RequestHead, Version};
 use crate::resolve::{self, FileInfo, FileStamp, ResolveOptions, Resolved};
 use crate::response::{self, Head, HttpDate, Status, ALLOW, ALLOW_WRITE};
+use crate::site_rules::{self, Action, Fields, RuleStatus, SiteRules};
 use crate::snapshot::{Snapshot, Snapshots};
 use crate::state::Shared;
 use crate::upload;
@@ -61,11 +62,13 @@ pub(crate) fn answer(
     refused: Option<HttpError>,
     shared: &Shared,
 ) -> Reply {
+    let rules = shared.rules.current();
     let ask = Ask {
         head,
         peer,
         keep,
         snapshots: &shared.snapshots,
+        rules: &rules,
     };
     let reply = match refused {
         Some(e) => Ok(ask.error(e)),
@@ -77,7 +80,7 @@ pub(crate) fn answer(
         let status = Status::InternalServerError;
         Reply {
             status,
-            out: canned(status, ask.head_only(), Some("close"), &[]),
+            out: canned(status, ask.head_only(), Some("close"), &[], &ask.global()),
             keep: false,
         }
     })
@@ -85,7 +88,12 @@ pub(crate) fn answer(
 
 /// The answer to a PUT whose body was received (or refused): 201 when the file is new, 204
 /// when it replaced one, else the error's status.
-pub(crate) fn put_reply(version: Version, keep: bool, result: Result<bool, HttpError>) -> Reply {
+pub(crate) fn put_reply(
+    version: Version,
+    keep: bool,
+    result: Result<bool, HttpError>,
+    fields: &Fields,
+) -> Reply {
     match result {
         Ok(created) => {
             let status = if created {
@@ -97,6 +105,7 @@ pub(crate) fn put_reply(version: Version, keep: bool, result: Result<bool, HttpE
             if created {
                 h.header("Content-Length", 0u64);
             }
+            write_fields(&mut h, fields, false);
             connection_header(&mut h, version, keep);
             Reply {
                 status,
@@ -104,17 +113,17 @@ pub(crate) fn put_reply(version: Version, keep: bool, result: Result<bool, HttpE
                 keep,
             }
         }
-        Err(e) => error_reply(&e, version, false, keep, &[]),
+        Err(e) => error_reply(&e, version, false, keep, &[], fields),
     }
 }
 
 /// The answer to a request that could not be parsed (or whose head took too long): the
 /// error's status, and always `Connection: close`.
-pub(crate) fn malformed(err: &HttpError) -> Reply {
+pub(crate) fn malformed(err: &HttpError, fields: &Fields) -> Reply {
     let status = err.status();
     Reply {
         status,
-        out: canned(status, false, Some("close"), &[]),
+        out: canned(status, false, Some("close"), &[], fields),
         keep: false,
     }
 }
@@ -134,6 +143,8 @@ struct Ask<'a> {
     keep: bool,
     /// Where large bodies are sent from without copying.
     snapshots: &'a Snapshots,
+    /// `_redirects`, `_headers` and `--header`, one version for the whole answer.
+    rules: &'a SiteRules,
 }
 
 /// The representation chosen for a request: the file or one of its precompressed sidecars,
@@ -165,7 +176,7 @@ enum PageRep {
     Disk(FileInfo),
 }
 
-impl Ask<'_> {
+impl<'a> Ask<'a> {
     fn head_only(&self) -> bool {
         self.head.method == Method::Head
     }
@@ -178,7 +189,8 @@ impl Ask<'_> {
     /// Builds the response to the request (steps 1 to 7 of the module docs).
     fn respond(self, shared: &Shared) -> std::io::Result<Reply> {
         let head = self.head;
-        let allow = if shared.config.allow_write {
+        let config = &shared.config;
+        let allow = if config.allow_write {
             ALLOW_WRITE
         } else {
             ALLOW
@@ -187,14 +199,25 @@ impl Ask<'_> {
             Method::Get | Method::Head => {}
             Method::Options => {
                 // RFC 9110 §9.3.7: OPTIONS (on a path or `*`) lists what we allow; 204 has
-                // no Content-Length (RFC 9110 §8.6).
+                // no Content-Length (RFC 9110 §8.6). A CORS preflight (Fetch standard) gets
+                // the fields of the `_headers` blocks that match the path.
                 let mut h = Head::new(Status::NoContent);
                 h.header("Allow", allow);
+                let fields = if head.path == "*" {
+                    self.global()
+                } else {
+                    self.fields()
+                };
+                write_fields(&mut h, &fields, false);
                 return Ok(self.empty(h, Status::NoContent));
             }
-            Method::Delete if shared.config.allow_write => {
+            Method::Delete if config.allow_write => {
                 return Ok(match upload::delete(head, shared) {
-                    Ok(()) => self.empty(Head::new(Status::NoContent), Status::NoContent),
+                    Ok(()) => {
+                        let mut h = Head::new(Status::NoContent);
+                        write_fields(&mut h, &self.global(), false);
+                        self.empty(h, Status::NoContent)
+                    }
                     Err(e) => self.error(e),
                 });
             }
@@ -206,38 +229,166 @@ impl Ask<'_> {
                     self.head_only(),
                     self.keep,
                     &[("Allow", allow)],
+                    &self.global(),
                 ));
             }
         }
         if is_health_probe(head, shared) {
             return Ok(self.health(shared));
         }
+        if config.clean_urls {
+            if let Some(location) = clean_location(&head.path, head.query.as_deref()) {
+                return Ok(self.redirect(Status::PermanentRedirect, &location));
+            }
+        }
+        // The rule files are never served, whatever a catch-all rule says.
+        if config.site_rules && site_rules::is_rule_file(&head.path) {
+            return self.not_found_page(shared);
+        }
+        // A forced rule (`301!`) applies whether or not the path exists.
+        if self.rules.redirects.any_forced() {
+            if let Some(action) = self.rule(true) {
+                return self.act(action, shared);
+            }
+        }
         // Before the lookup and the resolve: see `FileCache::epoch`.
         let epoch = shared.cache.epoch();
         match shared.cache.lookup(&head.path) {
             Lookup::File(entry) => return self.cached(entry),
             Lookup::Large(snapshot, meta) => return self.large(snapshot, &meta),
-            Lookup::Missing => return self.not_found(shared),
+            Lookup::Missing => return self.missing(shared),
             Lookup::Unknown => {}
         }
-        let opts = ResolveOptions {
-            hidden: shared.config.hidden,
-        };
-        let root = &shared.config.root;
-        match resolve::resolve(root, &head.path, head.query.as_deref(), &opts) {
+        let root = &config.root;
+        match resolve::resolve(root, &head.path, head.query.as_deref(), &options(shared)) {
             Ok(Resolved::File(file)) => self.file(file, root, Some((&shared.cache, epoch))),
             Ok(Resolved::Redirect(location)) => {
-                let status = Status::MovedPermanently;
-                let extra = [("Location", location.as_str())];
-                let out = canned(status, self.head_only(), self.connection(), &extra);
-                Ok(self.reply(status, out))
+                Ok(self.redirect(Status::MovedPermanently, &location))
             }
             Err(HttpError::NotFound) => {
+                if let Some(reply) = self.clean_file(shared, epoch)? {
+                    return Ok(reply);
+                }
                 shared.cache.insert_missing(&head.path, epoch);
-                self.not_found(shared)
+                self.missing(shared)
             }
             Err(e) => Ok(self.error(e)),
         }
+    }
+
+    /// The `_headers` fields for the answer about this path (with `--header`'s).
+    fn fields(&self) -> Fields<'a> {
+        match site_rules::match_path(&self.head.path) {
+            Some(path) => self.rules.headers.for_path(self.host().as_deref(), &path),
+            None => self.global(),
+        }
+    }
+
+    /// The `--header` fields, which every answer carries.
+    fn global(&self) -> Fields<'a> {
+        self.rules.headers.global()
+    }
+
+    /// The request's host, lower case and without the port, when a rule names a host.
+    fn host(&self) -> Option<String> {
+        if !self.rules.uses_hosts() {
+            return None;
+        }
+        let host = self.head.headers.get("host")?;
+        let name = match host.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or(v6),
+            None => host.split(':').next().unwrap_or(host),
+        };
+        Some(name.to_ascii_lowercase())
+    }
+
+    /// The first `_redirects` rule that matches (only the forced ones with `forced_only`).
+    fn rule(&self, forced_only: bool) -> Option<Action> {
+        let path = site_rules::match_path(&self.head.path)?;
+        let host = self.host();
+        let query = self.head.query.as_deref();
+        self.rules
+            .redirects
+            .find(host.as_deref(), &path, query, forced_only)
+    }
+
+    /// A path that does not exist: the first matching `_redirects` rule, else
+    /// [`Ask::not_found`].
+    fn missing(self, shared: &Shared) -> std::io::Result<Reply> {
+        match self.rule(false) {
+            Some(action) => self.act(action, shared),
+            None => self.not_found(shared),
+        }
+    }
+
+    /// Carries out a `_redirects` rule. A rewrite serves its target as a request for it
+    /// would be served (from the cache, else resolved under the root with every check), but
+    /// never applies a rule again: a missing target is a 404, not another rewrite.
+    fn act(self, action: Action, shared: &Shared) -> std::io::Result<Reply> {
+        let root = &shared.config.root;
+        let target = action.target.as_str();
+        match action.status {
+            RuleStatus::Redirect(code) => Ok(self.redirect(Status::of_rule(code), target)),
+            RuleStatus::Rewrite => {
+                let epoch = shared.cache.epoch();
+                let key = Some((&shared.cache, epoch, target));
+                match shared.cache.lookup(target) {
+                    Lookup::File(entry) => return self.cached(entry),
+                    Lookup::Large(snapshot, meta) => return self.large(snapshot, &meta),
+                    Lookup::Missing => return self.not_found_page(shared),
+                    Lookup::Unknown => {}
+                }
+                match resolve::resolve(root, target, None, &options(shared)) {
+                    Ok(Resolved::File(file)) => self.file_as(file, root, key),
+                    Ok(Resolved::Redirect(_)) | Err(HttpError::NotFound) => {
+                        shared.cache.insert_missing(target, epoch);
+                        self.not_found_page(shared)
+                    }
+                    Err(e) => Ok(self.error(e)),
+                }
+            }
+            RuleStatus::Page(code) => {
+                let status = Status::of_rule(code);
+                match resolve::resolve(root, target, None, &options(shared)) {
+                    Ok(Resolved::File(file)) => self.page(PageRep::Disk(file), status),
+                    _ => {
+                        let fields = self.fields();
+                        let out = canned(status, self.head_only(), self.connection(), &[], &fields);
+                        Ok(self.reply(status, out))
+                    }
+                }
+            }
+        }
+    }
+
+    /// `--clean-urls`: a missing `/about` is `/about.html` when that file exists, served as
+    /// the answer to `/about` (and cached under it).
+    fn clean_file(self, shared: &Shared, epoch: u64) -> std::io::Result<Option<Reply>> {
+        let path = &self.head.path;
+        if !shared.config.clean_urls || path.ends_with('/') || path.ends_with(".html") {
+            return Ok(None);
+        }
+        let target = format!("{path}.html");
+        let root = &shared.config.root;
+        match resolve::resolve(root, &target, None, &options(shared)) {
+            Ok(Resolved::File(file)) => self
+                .file(file, root, Some((&shared.cache, epoch)))
+                .map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// A redirect with the generated page (and the `--header` fields).
+    fn redirect(&self, status: Status, location: &str) -> Reply {
+        let extra = [("Location", location)];
+        let out = canned(
+            status,
+            self.head_only(),
+            self.connection(),
+            &extra,
+            &self.global(),
+        );
+        self.reply(status, out)
     }
 
     fn reply(&self, status: Status, out: Outgoing) -> Reply {
@@ -264,7 +415,14 @@ impl Ask<'_> {
                 self.head.target
             );
         }
-        error_reply(&err, self.head.version, self.head_only(), self.keep, &[])
+        // The `_headers` blocks apply to the 404 of a path, like to its file.
+        let fields = if err == HttpError::NotFound {
+            self.fields()
+        } else {
+            self.global()
+        };
+        let (version, head_only) = (self.head.version, self.head_only());
+        error_reply(&err, version, head_only, self.keep, &[], &fields)
     }
 
     /// A path that resolves to nothing: the `--fallback` page (200) for an extensionless
@@ -284,9 +442,14 @@ impl Ask<'_> {
                 }
             }
         }
-        if let Some(path) = config.not_found_page.as_deref() {
+        self.not_found_page(shared)
+    }
+
+    /// The `--404` page, else the built-in 404.
+    fn not_found_page(self, shared: &Shared) -> std::io::Result<Reply> {
+        if let Some(path) = shared.config.not_found_page.as_deref() {
             match load_page(&shared.cache, Page::NotFound, path) {
-                Ok(page) => return self.not_found_page(page),
+                Ok(page) => return self.page(page, Status::NotFound),
                 Err(e) => log::warn!("--404 {}: {e:?}", path.display()),
             }
         }
@@ -332,23 +495,30 @@ impl Ask<'_> {
         }
     }
 
-    /// The `--404` page as it is: status 404, no validators, no negotiation.
-    fn not_found_page(self, page: PageRep) -> std::io::Result<Reply> {
+    /// A page as it is, with `status` (the `--404` page, or the target of a 404, 410 or 451
+    /// rule): no validators, no negotiation, the path's `_headers` fields.
+    fn page(self, page: PageRep, status: Status) -> std::io::Result<Reply> {
         let (content_type, len) = match &page {
             PageRep::Memory(entry) => (entry.content_type, entry.reps[0].bytes.len() as u64),
             PageRep::Disk(file) => (crate::mime::content_type(&file.path), file.len),
         };
-        let mut h = Head::new(Status::NotFound);
-        h.header("Content-Type", content_type)
-            .header("Content-Length", len)
-            .header("X-Content-Type-Options", "nosniff");
+        let fields = self.fields();
+        let mut h = Head::new(status);
+        h.header("Content-Length", len);
+        if !fields.names("Content-Type") {
+            h.header("Content-Type", content_type);
+        }
+        if !fields.names("X-Content-Type-Options") {
+            h.header("X-Content-Type-Options", "nosniff");
+        }
+        write_fields(&mut h, &fields, false);
         connection_header(&mut h, self.head.version, self.keep);
         let body = match page {
             PageRep::Memory(entry) => Source::Memory(entry, 0),
             PageRep::Disk(file) => Source::File(file.file, file.stamp),
         };
         let out = self.body_range(h.finish(), body, 0, len)?;
-        Ok(self.reply(Status::NotFound, out))
+        Ok(self.reply(status, out))
     }
 
     /// The health endpoint: 200 `ok` while serving, 503 `draining` from the first stop
@@ -364,6 +534,7 @@ impl Ask<'_> {
         h.header("Content-Type", "text/plain; charset=utf-8")
             .header("Content-Length", body.len())
             .header("Cache-Control", "no-store");
+        write_fields(&mut h, &self.global(), false);
         connection_header(&mut h, self.head.version, self.keep);
         let mut bytes = h.finish();
         let head_len = bytes.len();
@@ -393,14 +564,26 @@ impl Ask<'_> {
         root: &Path,
         cache: Option<(&FileCache, u64)>,
     ) -> std::io::Result<Reply> {
+        let key = cache.map(|(c, epoch)| (c, epoch, self.head.path.as_str()));
+        self.file_as(file, root, key)
+    }
+
+    /// [`Ask::file`], remembered in the cache under `key` (a rewrite's target, not the
+    /// request path: the rules decide afresh for every request).
+    fn file_as(
+        self,
+        file: FileInfo,
+        root: &Path,
+        cache: Option<(&FileCache, u64, &str)>,
+    ) -> std::io::Result<Reply> {
         let content_type = crate::mime::content_type(&file.path);
         let available = resolve::variants(&file);
-        if let Some((cache, epoch)) =
-            cache.filter(|(c, _)| c.enabled() && cache::cacheable(file.len))
+        if let Some((cache, epoch, key)) =
+            cache.filter(|(c, _, _)| c.enabled() && cache::cacheable(file.len))
         {
             let max = cache::INLINE_BODY_MAX;
             if let Some(entry) = load(root, &file, &available, content_type, max)? {
-                return self.cached(cache.insert(&self.head.path, entry, epoch));
+                return self.cached(cache.insert(key, entry, epoch));
             }
         }
         let (rep, coding) = match self.coding(&available) {
@@ -419,15 +602,15 @@ impl Ask<'_> {
         };
         // A large file whose snapshot exists is remembered by path (see `cache.rs`).
         let snapshot = cache
-            .filter(|(c, _)| c.enabled() && available.is_empty())
-            .and_then(|(c, epoch)| {
+            .filter(|(c, _, _)| c.enabled() && available.is_empty())
+            .and_then(|(c, epoch, key)| {
                 let snapshot = self.snapshots.get(&rep.file, &rep.stamp, false)?;
                 let meta = LargeMeta {
                     content_type,
                     modified: rep.modified,
                     etag: etag.clone(),
                 };
-                c.insert_large(&self.head.path, &snapshot, meta, epoch);
+                c.insert_large(key, &snapshot, meta, epoch);
                 Some(snapshot)
             });
         self.chosen(Chosen {
@@ -512,10 +695,14 @@ impl Ask<'_> {
                 let range = format!("bytes */{}", c.len);
                 let status = Status::RangeNotSatisfiable;
                 let extra = [&[("Content-Range", range.as_str())], vary].concat();
-                let out = canned(status, head_only, self.connection(), &extra);
+                let out = canned(status, head_only, self.connection(), &extra, &self.global());
                 return Ok(self.reply(status, out));
             }
         };
+        // The `_headers` fields replace the defaults they name; `Vary` adds a line of its own
+        // (a list field, RFC 9110 §5.3), so the sidecars' `Accept-Encoding` always stays.
+        let fields = self.fields();
+        let multipart = matches!(plan, Plan::Multipart(_));
         let mut out = Head::new(status);
         out.header("ETag", &c.etag);
         if let Some(modified) = c.modified {
@@ -526,18 +713,28 @@ impl Ask<'_> {
         }
         // RFC 9110 §15.4.5: a 304 carries the validators and Vary, no content metadata.
         if status != Status::NotModified {
-            out.header("Accept-Ranges", "bytes")
-                .header("X-Content-Type-Options", "nosniff");
+            for (name, value) in [
+                ("Accept-Ranges", "bytes"),
+                ("X-Content-Type-Options", "nosniff"),
+            ] {
+                if !fields.names(name) {
+                    out.header(name, value);
+                }
+            }
             if let Some(coding) = c.coding {
                 out.header("Content-Encoding", coding.token());
             }
+            if !multipart && !fields.names("Content-Type") {
+                out.header("Content-Type", c.content_type);
+            }
         }
+        // A multipart body's Content-Type carries its boundary: only ours will do.
+        write_fields(&mut out, &fields, multipart);
         connection_header(&mut out, self.head.version, self.keep);
         let body = match plan {
             Plan::NotModified => no_body(out),
             Plan::Partial(range) => {
-                out.header("Content-Type", c.content_type)
-                    .header("Content-Length", range.len())
+                out.header("Content-Length", range.len())
                     .header("Content-Range", range.content_range(c.len));
                 self.body_range(out.finish(), c.body, range.start, range.len())?
             }
@@ -576,8 +773,7 @@ impl Ask<'_> {
                 }
             }
             _ => {
-                out.header("Content-Type", c.content_type)
-                    .header("Content-Length", c.len);
+                out.header("Content-Length", c.len);
                 self.body_range(out.finish(), c.body, 0, c.len)?
             }
         };
@@ -666,6 +862,7 @@ fn error_reply(
     head_only: bool,
     keep: bool,
     extra: &[(&str, &str)],
+    fields: &Fields,
 ) -> Reply {
     let status = err.status();
     let keep = keep && !err.closes_connection();
@@ -677,20 +874,75 @@ fn error_reply(
     } else {
         extra
     };
-    let out = canned(status, head_only, connection_value(version, keep), extra);
+    let out = canned(
+        status,
+        head_only,
+        connection_value(version, keep),
+        extra,
+        fields,
+    );
     Reply { status, out, keep }
 }
 
-/// A generated status page as an [`Outgoing`].
+/// A generated status page as an [`Outgoing`], with the rules' `fields` (but its own
+/// `Content-Type`: the page is ours).
 fn canned(
     status: Status,
     head_only: bool,
     connection: Option<&str>,
     extra: &[(&str, &str)],
+    fields: &Fields,
 ) -> Outgoing {
+    let mut all;
+    let extra = if fields.is_empty() {
+        extra
+    } else {
+        all = extra.to_vec();
+        all.extend(
+            fields
+                .pairs()
+                .filter(|(n, _)| !n.eq_ignore_ascii_case("content-type")),
+        );
+        &all[..]
+    };
     let (bytes, body) = response::status_response(status, head_only, connection, extra);
     let head_len = bytes.len() - body as usize;
     Outgoing::bytes(bytes, head_len)
+}
+
+/// Writes the rules' fields into a head (without `Content-Type` when `own_type`).
+fn write_fields(h: &mut Head, fields: &Fields, own_type: bool) {
+    for (name, value) in fields.pairs() {
+        if !(own_type && name.eq_ignore_ascii_case("content-type")) {
+            h.header(name, value);
+        }
+    }
+}
+
+/// How request paths are resolved under this configuration.
+fn options(shared: &Shared) -> ResolveOptions {
+    ResolveOptions {
+        hidden: shared.config.hidden,
+        site_rules: shared.config.site_rules,
+    }
+}
+
+/// `--clean-urls`: where a request for an `.html` file is sent (RFC 9110 §15.4.9, 308):
+/// `/about.html` to `/about`, `/dir/index.html` to `/dir/`, the query kept.
+fn clean_location(path: &str, query: Option<&str>) -> Option<String> {
+    let mut location = match path.strip_suffix("/index.html") {
+        Some(dir) => format!("{dir}/"),
+        None => path
+            .strip_suffix(".html")
+            .filter(|stem| !stem.ends_with('/'))?
+            .to_string(),
+    };
+    site_rules::location_guard(&mut location);
+    if let Some(q) = query {
+        location.push('?');
+        location.push_str(q);
+    }
+    Some(location)
 }
 
 /// A response head with no content (201/204, 304 and OPTIONS).

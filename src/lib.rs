@@ -70,8 +70,10 @@ mod pool;
 pub mod request;
 pub mod resolve;
 pub mod response;
+mod rules_file;
 mod server;
 pub mod shutdown;
+pub mod site_rules;
 mod snapshot;
 mod state;
 // The only module with `unsafe`: one system call per block, behind safe wrappers.

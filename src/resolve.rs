@@ -73,6 +73,9 @@ pub struct ResolveOptions {
     /// Serve dotfiles and files under dot-directories when true (off by default, so `.git/`
     /// and `.env` are never served by accident).
     pub hidden: bool,
+    /// The root's `_redirects` and `_headers` are site rules (`--site-rules on`): never
+    /// served (404) and never written (403).
+    pub site_rules: bool,
 }
 
 /// A regular file found under the root, already open.
@@ -159,7 +162,7 @@ pub fn resolve(
     }
     let decoded = percent_decode(path)?;
     let segments = normalize(&decoded)?;
-    if refused_names(&segments, opts) {
+    if refused_names(&segments, opts) || is_rule_file(&segments, opts) {
         return Err(HttpError::NotFound);
     }
     let mut full = root.to_path_buf();
@@ -223,6 +226,9 @@ pub fn resolve_write(
     if refused_names(&segments, opts) {
         return Err(HttpError::NotFound);
     }
+    if is_rule_file(&segments, opts) {
+        return Err(HttpError::Forbidden);
+    }
     if names_directory(&decoded) {
         return Err(HttpError::Conflict);
     }
@@ -272,6 +278,14 @@ fn refused_names(segments: &[Vec<u8>], opts: &ResolveOptions) -> bool {
     segments.iter().any(|s| {
         (!opts.hidden && s.first() == Some(&b'.')) || s.starts_with(TEMP_PREFIX.as_bytes())
     })
+}
+
+/// The root's `_redirects` or `_headers` while they are site rules (decoded and normalized,
+/// so `/%5Fheaders` and `/x/../_headers` are the same file).
+fn is_rule_file(segments: &[Vec<u8>], opts: &ResolveOptions) -> bool {
+    use crate::site_rules::{HEADERS_FILE, REDIRECTS_FILE};
+    opts.site_rules
+        && matches!(segments, [name] if name == HEADERS_FILE.as_bytes() || name == REDIRECTS_FILE.as_bytes())
 }
 
 /// The precompressed sidecars of `file` that exist as regular files (`FILE.br`, `FILE.gz`
@@ -676,7 +690,10 @@ mod tests {
     }
 
     fn check(fx: &Fixture, path: &str, query: Option<&str>, hidden: bool, want: &Want<'_>) {
-        let opts = ResolveOptions { hidden };
+        let opts = ResolveOptions {
+            hidden,
+            site_rules: true,
+        };
         let got = resolve(&fx.root, path, query, &opts);
         let ctx = format!("{path} {query:?} hidden={hidden}");
         match (got, want) {

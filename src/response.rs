@@ -20,8 +20,16 @@ pub enum Status {
     PartialContent,
     /// 301 Moved Permanently
     MovedPermanently,
+    /// 302 Found
+    Found,
+    /// 303 See Other
+    SeeOther,
     /// 304 Not Modified
     NotModified,
+    /// 307 Temporary Redirect
+    TemporaryRedirect,
+    /// 308 Permanent Redirect
+    PermanentRedirect,
     /// 400 Bad Request
     BadRequest,
     /// 403 Forbidden
@@ -34,6 +42,8 @@ pub enum Status {
     RequestTimeout,
     /// 409 Conflict
     Conflict,
+    /// 410 Gone
+    Gone,
     /// 411 Length Required
     LengthRequired,
     /// 412 Precondition Failed
@@ -48,6 +58,8 @@ pub enum Status {
     ExpectationFailed,
     /// 431 Request Header Fields Too Large
     HeaderFieldsTooLarge,
+    /// 451 Unavailable For Legal Reasons (RFC 7725)
+    UnavailableForLegalReasons,
     /// 500 Internal Server Error
     InternalServerError,
     /// 501 Not Implemented
@@ -68,13 +80,18 @@ impl Status {
             Status::NoContent => 204,
             Status::PartialContent => 206,
             Status::MovedPermanently => 301,
+            Status::Found => 302,
+            Status::SeeOther => 303,
             Status::NotModified => 304,
+            Status::TemporaryRedirect => 307,
+            Status::PermanentRedirect => 308,
             Status::BadRequest => 400,
             Status::Forbidden => 403,
             Status::NotFound => 404,
             Status::MethodNotAllowed => 405,
             Status::RequestTimeout => 408,
             Status::Conflict => 409,
+            Status::Gone => 410,
             Status::LengthRequired => 411,
             Status::PreconditionFailed => 412,
             Status::PayloadTooLarge => 413,
@@ -82,6 +99,7 @@ impl Status {
             Status::RangeNotSatisfiable => 416,
             Status::ExpectationFailed => 417,
             Status::HeaderFieldsTooLarge => 431,
+            Status::UnavailableForLegalReasons => 451,
             Status::InternalServerError => 500,
             Status::NotImplemented => 501,
             Status::ServiceUnavailable => 503,
@@ -98,13 +116,18 @@ impl Status {
             Status::NoContent => "No Content",
             Status::PartialContent => "Partial Content",
             Status::MovedPermanently => "Moved Permanently",
+            Status::Found => "Found",
+            Status::SeeOther => "See Other",
             Status::NotModified => "Not Modified",
+            Status::TemporaryRedirect => "Temporary Redirect",
+            Status::PermanentRedirect => "Permanent Redirect",
             Status::BadRequest => "Bad Request",
             Status::Forbidden => "Forbidden",
             Status::NotFound => "Not Found",
             Status::MethodNotAllowed => "Method Not Allowed",
             Status::RequestTimeout => "Request Timeout",
             Status::Conflict => "Conflict",
+            Status::Gone => "Gone",
             Status::LengthRequired => "Length Required",
             Status::PreconditionFailed => "Precondition Failed",
             Status::PayloadTooLarge => "Content Too Large",
@@ -112,10 +135,29 @@ impl Status {
             Status::RangeNotSatisfiable => "Range Not Satisfiable",
             Status::ExpectationFailed => "Expectation Failed",
             Status::HeaderFieldsTooLarge => "Request Header Fields Too Large",
+            Status::UnavailableForLegalReasons => "Unavailable For Legal Reasons",
             Status::InternalServerError => "Internal Server Error",
             Status::NotImplemented => "Not Implemented",
             Status::ServiceUnavailable => "Service Unavailable",
             Status::VersionNotSupported => "HTTP Version Not Supported",
+        }
+    }
+}
+
+impl Status {
+    /// The status a `_redirects` rule names (see [`crate::site_rules::RuleStatus`]); the
+    /// parser admits no other code.
+    pub fn of_rule(code: u16) -> Status {
+        match code {
+            200 => Status::Ok,
+            302 => Status::Found,
+            303 => Status::SeeOther,
+            307 => Status::TemporaryRedirect,
+            308 => Status::PermanentRedirect,
+            404 => Status::NotFound,
+            410 => Status::Gone,
+            451 => Status::UnavailableForLegalReasons,
+            _ => Status::MovedPermanently,
         }
     }
 }

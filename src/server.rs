@@ -39,6 +39,7 @@ use crate::connection::Conn;
 use crate::error::Error;
 use crate::keeper::{self, KeeperHandle, Lingering, Parcel};
 use crate::pool::{self, Queues, ReadyQueue, STALL_AFTER};
+use crate::rules_file::RuleFiles;
 use crate::shutdown::Shutdown;
 use crate::state::{Shared, Stats};
 use crate::upload::{sweep_stale, STALE_UPLOAD_AGE};
@@ -223,6 +224,7 @@ impl Server {
         config.workers = config.workers.max(1);
         config.queue = config.queue.max(1);
         descriptor_budget(&mut config);
+        let rules = RuleFiles::load(&config).map_err(Error::Rules)?;
         let listener = TcpListener::bind(config.addr).map_err(|source| Error::Bind {
             addr: config.addr,
             source,
@@ -239,7 +241,7 @@ impl Server {
         Ok(Server {
             listener,
             addr,
-            shared: Shared::new(config, Shutdown::new()),
+            shared: Shared::with_rules(config, Shutdown::new(), rules),
         })
     }
 

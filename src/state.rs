@@ -8,6 +8,7 @@ use std::sync::Arc;
 use crate::access::{Sink, LOG_QUEUE_LINES};
 use crate::cache::FileCache;
 use crate::config::{AccessLog, Config};
+use crate::rules_file::RuleFiles;
 use crate::shutdown::Shutdown;
 use crate::snapshot::Snapshots;
 
@@ -22,6 +23,8 @@ pub(crate) struct Shared {
     pub cache: FileCache,
     /// Sealed copies of large files, for zero-copy bodies.
     pub snapshots: Snapshots,
+    /// `_redirects`, `_headers` and `--header`, reloaded when the files change.
+    pub rules: RuleFiles,
     /// The access log's queue (the `access-log` thread writes it to stdout).
     pub access: Sink,
     /// Serializes the commit of writes (PUT rename, DELETE) with their precondition check.
@@ -60,8 +63,17 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    #[cfg(test)]
     pub fn new(config: Config, shutdown: Shutdown) -> Arc<Shared> {
+        let rules = RuleFiles::load_or_none(&config);
+        Shared::with_rules(config, shutdown, rules)
+    }
+
+    /// [`Shared::new`] with the site rules already loaded (`Server::bind` refuses to start
+    /// on a malformed rule file; see [`RuleFiles::load`]).
+    pub fn with_rules(config: Config, shutdown: Shutdown, rules: RuleFiles) -> Arc<Shared> {
         Arc::new(Shared {
+            rules,
             cache: FileCache::new(config.cache_valid),
             snapshots: Snapshots::new(config.zero_copy_mem, config.zero_copy_files),
             // The queue's slots are allocated up front (4096 lines, about 128 KiB touched):

@@ -260,6 +260,7 @@ fn write_target(head: &RequestHead, shared: &Shared) -> Result<WriteTarget, Http
     }
     let opts = ResolveOptions {
         hidden: config.hidden,
+        site_rules: config.site_rules,
     };
     resolve::resolve_write(&config.root, &head.path, &opts)
 }

@@ -699,7 +699,10 @@ fn resolve_stays_inside_the_root() {
         query in prop::option::of("[ -~]{0,6}"),
         hidden in any::<bool>(),
     )| {
-        let opts = ResolveOptions { hidden };
+        let opts = ResolveOptions {
+            hidden,
+            site_rules: true,
+        };
         // The depth oracle, for a path that passes the checks made before normalization.
         let control = |s: &str| s.bytes().any(|b| b.is_ascii_control());
         let well_formed =

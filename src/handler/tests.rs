@@ -245,7 +245,7 @@ fn the_keep_alive_verdict_is_only_narrowed() {
     assert_eq!(reply.status, Status::PayloadTooLarge);
     let (text, keep) = wire(reply);
     assert!(!keep && text.contains("Connection: close\r\n"), "{text}");
-    let (text, keep) = wire(malformed(&HttpError::HeadTimeout));
+    let (text, keep) = wire(malformed(&HttpError::HeadTimeout, &Fields::default()));
     assert!(!keep && text.starts_with("HTTP/1.1 408 ") && text.contains("Connection: close\r\n"));
 }
 
@@ -285,14 +285,25 @@ fn writes_are_decided_beside_the_upload_code() {
         "{text}"
     );
     // PUT answers: 201 with an empty body, 204, or the refusal's status.
-    let (text, _) = wire(put_reply(Version::Http11, true, Ok(true)));
+    let (text, _) = wire(put_reply(
+        Version::Http11,
+        true,
+        Ok(true),
+        &Fields::default(),
+    ));
     assert!(text.starts_with("HTTP/1.1 201 ") && text.contains("Content-Length: 0\r\n"));
-    let (text, keep) = wire(put_reply(Version::Http11, true, Ok(false)));
+    let (text, keep) = wire(put_reply(
+        Version::Http11,
+        true,
+        Ok(false),
+        &Fields::default(),
+    ));
     assert!(text.starts_with("HTTP/1.1 204 ") && keep);
     let (text, keep) = wire(put_reply(
         Version::Http11,
         true,
         Err(HttpError::PreconditionFailed),
+        &Fields::default(),
     ));
     assert!(text.starts_with("HTTP/1.1 412 ") && keep);
 }

@@ -1,0 +1,960 @@
+//! Site rules: the `_redirects` and `_headers` files a site built for Netlify, Cloudflare
+//! Pages or GitLab Pages carries in its output folder, plus the `--header` fields of the
+//! command line. This module owns their parsing (with every limit and every refusal as a
+//! `file:line: reason`), their compiled form ([`SiteRules`]), and matching a request path
+//! against them; it reads no socket and no file (the text comes in as bytes), so all of it is
+//! table-tested. Loading, reloading and applying the rules to answers is `handler`'s and
+//! `rules_file`'s business.
+//!
+//! The `_redirects` format is the "Web _redirects File Specification" of the IPFS gateways
+//! (`from to [status]`, first match wins, `:placeholder` segments, a `*` splat), with
+//! Netlify's `!` to force a rule over an existing file. The `_headers` format is Netlify's and
+//! Cloudflare's: a path pattern alone on a line, then indented `Name: value` lines, and
+//! Cloudflare's `! Name` to detach a header a broader block set. Limits are Cloudflare's.
+//!
+//! Patterns are matched against the request path percent-decoded once and normalized, exactly
+//! as `resolve` will look it up, so `/a%2Fb`, `/./a/b` and `//a/b` cannot slip past a rule
+//! that `/a/b` meets. Both files are compiled once per load: static paths go into a map,
+//! patterns with a fixed first segment into a map by that segment, and only the rest are tried
+//! one by one, so a request costs a few hash lookups whatever the number of rules.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fmt;
+
+/// Most bytes in a `_redirects` file (the IPFS spec's and Cloudflare's 64 KiB).
+pub const REDIRECTS_MAX_BYTES: usize = 64 * 1024;
+/// Most static redirects (no placeholder, no splat), as on Cloudflare Pages.
+pub const MAX_STATIC_REDIRECTS: usize = 2_000;
+/// Most dynamic redirects (with a placeholder or a splat), as on Cloudflare Pages: each one
+/// may be tried against a request, so they are the expensive kind.
+pub const MAX_DYNAMIC_REDIRECTS: usize = 100;
+/// Longest line of a `_redirects` file, in characters (Cloudflare's limit).
+pub const REDIRECT_LINE_MAX: usize = 1_000;
+/// Most blocks (path patterns) in a `_headers` file, as on Cloudflare Pages.
+pub const MAX_HEADER_BLOCKS: usize = 100;
+/// Longest line of a `_headers` file, in characters (Cloudflare's limit).
+pub const HEADER_LINE_MAX: usize = 2_000;
+/// Most bytes in a `_headers` file: Cloudflare states none; 100 blocks of security headers
+/// (a long Content-Security-Policy each) fit well within this, and a bound keeps a stray
+/// multi-megabyte file from being parsed on every change.
+pub const HEADERS_MAX_BYTES: usize = 256 * 1024;
+
+/// The two rule files, by their names at the document root.
+pub const REDIRECTS_FILE: &str = "_redirects";
+/// See [`REDIRECTS_FILE`].
+pub const HEADERS_FILE: &str = "_headers";
+
+/// Fields the server alone writes: the message's framing (RFC 9112 §6), its validators (RFC
+/// 9110 §8.8), its date and its hop-by-hop connection fields (RFC 9110 §7.6.1). A rule naming
+/// one is a malformed line: it could desynchronize a client or a cache, or split a response.
+/// `Server` is ours too, and `Location` belongs to redirects.
+pub const PROTECTED: &[&str] = &[
+    "content-length",
+    "transfer-encoding",
+    "content-range",
+    "content-encoding",
+    "etag",
+    "last-modified",
+    "date",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "upgrade",
+    "trailer",
+    "te",
+    "server",
+    "location",
+];
+
+/// A rule file that cannot be used: where and why, displayed as `file:line: reason`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleError {
+    /// The file (or flag) the error is in.
+    pub file: String,
+    /// Its 1-based line; 0 for the file as a whole (too large, say).
+    pub line: usize,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl fmt::Display for RuleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}: {}", self.file, self.reason)
+        } else {
+            write!(f, "{}:{}: {}", self.file, self.line, self.reason)
+        }
+    }
+}
+
+impl std::error::Error for RuleError {}
+
+/// One token of a compiled pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Tok {
+    /// Bytes that must appear as they are.
+    Lit(Vec<u8>),
+    /// `:name`: one whole path segment, at least one byte, no `/`.
+    Seg(String),
+    /// `*`: any bytes, `/` included, possibly none (the `:splat`).
+    Splat,
+}
+
+/// A compiled path pattern: an optional host (`https://host/path` patterns), then tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Pattern {
+    host: Option<String>,
+    toks: Vec<Tok>,
+}
+
+/// The values a match captured: placeholders by name, the splat under `splat`.
+pub type Captures<'p> = Vec<(&'p str, &'p [u8])>;
+
+impl Pattern {
+    /// Parses a pattern: `/path` with `:name` segments and at most one `*`, or the same after
+    /// `https://host` (matched against the request's `Host`, port ignored, as Cloudflare does).
+    fn parse(text: &str) -> Result<Pattern, String> {
+        let (host, path) = if let Some(rest) = text.strip_prefix("https://") {
+            let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            if host.is_empty() || host.contains(':') || !host.bytes().all(is_host_byte) {
+                return Err(format!(
+                    "{text:?} has no valid host (a port is not allowed)"
+                ));
+            }
+            let path = if path.is_empty() { "/" } else { path };
+            (Some(host.to_ascii_lowercase()), path)
+        } else {
+            (None, text)
+        };
+        if !path.starts_with('/') {
+            return Err(format!("{text:?} must start with / or https://"));
+        }
+        if path.contains(['?', '#']) {
+            return Err(format!(
+                "{text:?}: query strings and fragments are not matched, only paths"
+            ));
+        }
+        let decoded = crate::resolve::percent_decode(path)
+            .map_err(|_| format!("{text:?} has an invalid percent-escape"))?;
+        let mut toks: Vec<Tok> = Vec::new();
+        let mut lit: Vec<u8> = Vec::new();
+        let mut splats = 0;
+        let mut i = 0;
+        while i < decoded.len() {
+            let b = decoded[i];
+            if b == b'*' {
+                splats += 1;
+                if splats > 1 {
+                    return Err(format!("{text:?} has more than one *"));
+                }
+                if !lit.is_empty() {
+                    toks.push(Tok::Lit(std::mem::take(&mut lit)));
+                }
+                toks.push(Tok::Splat);
+                i += 1;
+            } else if b == b':' && decoded[i - 1] == b'/' {
+                let name_len = decoded[i + 1..]
+                    .iter()
+                    .take_while(|c| c.is_ascii_alphanumeric() || **c == b'_')
+                    .count();
+                let end = i + 1 + name_len;
+                if name_len == 0 || decoded.get(end).is_some_and(|c| *c != b'/') {
+                    return Err(format!(
+                        "{text:?}: a :placeholder is a whole path segment of letters, digits and _"
+                    ));
+                }
+                let name = String::from_utf8_lossy(&decoded[i + 1..end]).into_owned();
+                if name == "splat" {
+                    return Err(format!("{text:?}: :splat is the name of the * match"));
+                }
+                if !lit.is_empty() {
+                    toks.push(Tok::Lit(std::mem::take(&mut lit)));
+                }
+                toks.push(Tok::Seg(name));
+                i = end;
+            } else {
+                lit.push(b);
+                i += 1;
+            }
+        }
+        if !lit.is_empty() {
+            toks.push(Tok::Lit(lit));
+        }
+        Ok(Pattern { host, toks })
+    }
+
+    /// A pattern that is one literal path and no host: looked up in a map, never tried.
+    fn as_static(&self) -> Option<&[u8]> {
+        match (&self.host, self.toks.as_slice()) {
+            (None, [Tok::Lit(path)]) => Some(path),
+            _ => None,
+        }
+    }
+
+    /// The first segment when it is literal and whole (`/assets/*` → `assets`): the key under
+    /// which a dynamic pattern is indexed. `None` for `/*`, `/:lang/...`, `/*.js` or a host.
+    fn first_segment(&self) -> Option<&[u8]> {
+        if self.host.is_some() {
+            return None;
+        }
+        let Some(Tok::Lit(lit)) = self.toks.first() else {
+            return None;
+        };
+        let rest = &lit[1..];
+        match rest.iter().position(|b| *b == b'/') {
+            Some(end) if end > 0 => Some(&rest[..end]),
+            // `/assets` followed by nothing: static, or by a token: not a whole segment.
+            _ => None,
+        }
+    }
+
+    /// Matches `path` (decoded, normalized) and `host` (lower case, no port), returning the
+    /// captures. With one splat the match is unique: the tokens before it are matched from
+    /// the start, those after it from the end, and the splat takes what lies between.
+    fn matches<'p>(&'p self, host: Option<&str>, path: &'p [u8]) -> Option<Captures<'p>> {
+        if let Some(want) = &self.host {
+            if host != Some(want.as_str()) {
+                return None;
+            }
+        }
+        let mut caps = Vec::new();
+        let split = self.toks.iter().position(|t| *t == Tok::Splat);
+        let (front, back) = match split {
+            Some(at) => (&self.toks[..at], &self.toks[at + 1..]),
+            None => (&self.toks[..], &[][..]),
+        };
+        let mut start = 0;
+        for tok in front {
+            let rest = &path[start..];
+            match tok {
+                Tok::Lit(lit) if rest.starts_with(lit) => start += lit.len(),
+                Tok::Seg(name) => {
+                    let len = rest.iter().position(|b| *b == b'/').unwrap_or(rest.len());
+                    if len == 0 {
+                        return None;
+                    }
+                    caps.push((name.as_str(), &rest[..len]));
+                    start += len;
+                }
+                _ => return None,
+            }
+        }
+        if split.is_none() {
+            return (start == path.len()).then_some(caps);
+        }
+        let mut end = path.len();
+        for tok in back.iter().rev() {
+            let rest = &path[start..end];
+            match tok {
+                Tok::Lit(lit) if rest.ends_with(lit) => end -= lit.len(),
+                Tok::Seg(name) => {
+                    let len = rest
+                        .iter()
+                        .rev()
+                        .position(|b| *b == b'/')
+                        .unwrap_or(rest.len());
+                    if len == 0 {
+                        return None;
+                    }
+                    caps.push((name.as_str(), &rest[rest.len() - len..]));
+                    end -= len;
+                }
+                _ => return None,
+            }
+        }
+        caps.push(("splat", &path[start..end]));
+        Some(caps)
+    }
+
+    /// Whether the pattern has a placeholder or a splat (Cloudflare's "dynamic").
+    fn is_dynamic(&self) -> bool {
+        self.toks.iter().any(|t| !matches!(t, Tok::Lit(_)))
+    }
+}
+
+fn is_host_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'-' || b == b'.'
+}
+
+/// Where the patterns of one file are found fast: static paths by the whole path, dynamic ones
+/// by their first segment, the rest in a list; every list in file order.
+#[derive(Debug, Default)]
+struct Index {
+    by_path: HashMap<Vec<u8>, Vec<usize>>,
+    by_segment: HashMap<Vec<u8>, Vec<usize>>,
+    always: Vec<usize>,
+    /// Some pattern names a host, so the request's `Host` is needed.
+    hosts: bool,
+}
+
+impl Index {
+    fn add(&mut self, i: usize, pattern: &Pattern) {
+        self.hosts |= pattern.host.is_some();
+        if let Some(path) = pattern.as_static() {
+            self.by_path.entry(path.to_vec()).or_default().push(i);
+        } else if let Some(seg) = pattern.first_segment() {
+            self.by_segment.entry(seg.to_vec()).or_default().push(i);
+        } else {
+            self.always.push(i);
+        }
+    }
+
+    /// The patterns that may match `path`, in file order (the three lists merged).
+    fn candidates(&self, path: &[u8]) -> Vec<usize> {
+        let empty: &[usize] = &[];
+        let exact = self.by_path.get(path).map_or(empty, Vec::as_slice);
+        let seg = first_segment_of(path)
+            .and_then(|s| self.by_segment.get(s))
+            .map_or(empty, Vec::as_slice);
+        let mut out = Vec::with_capacity(exact.len() + seg.len() + self.always.len());
+        out.extend_from_slice(exact);
+        out.extend_from_slice(seg);
+        out.extend_from_slice(&self.always);
+        if !(exact.is_empty() && seg.is_empty()) {
+            out.sort_unstable();
+        }
+        out
+    }
+}
+
+/// The first segment of a path with more after it (`/assets/app.js` → `assets`).
+fn first_segment_of(path: &[u8]) -> Option<&[u8]> {
+    let rest = path.get(1..)?;
+    let end = rest.iter().position(|b| *b == b'/')?;
+    Some(&rest[..end])
+}
+
+/// The path a request is matched by: percent-decoded once and normalized like `resolve` does
+/// (a trailing slash is kept). Borrowed when the raw path is already in that form, which is
+/// the common case. `None` for a path `resolve` refuses anyway (a bad escape, a climb).
+pub fn match_path(raw: &str) -> Option<Cow<'_, [u8]>> {
+    let b = raw.as_bytes();
+    let plain = b.first() == Some(&b'/')
+        && !raw.contains('%')
+        && !raw.contains("//")
+        && !raw.contains("/./")
+        && !raw.contains("/../")
+        && !raw.ends_with("/.")
+        && !raw.ends_with("/..");
+    if plain {
+        return Some(Cow::Borrowed(b));
+    }
+    let decoded = crate::resolve::percent_decode(raw).ok()?;
+    let segments = crate::resolve::normalize(&decoded).ok()?;
+    let mut out = Vec::with_capacity(decoded.len());
+    for s in &segments {
+        out.push(b'/');
+        out.extend_from_slice(s);
+    }
+    let dir = matches!(
+        decoded.rsplit(|c| *c == b'/').next(),
+        Some(b"" | b"." | b"..")
+    );
+    if out.is_empty() || dir {
+        out.push(b'/');
+    }
+    Some(Cow::Owned(out))
+}
+
+/// Whether a request path names one of the rule files at the root (`/_headers`, and also
+/// `/%5Fheaders` or `/x/../_headers`).
+pub fn is_rule_file(raw: &str) -> bool {
+    match_path(raw).is_some_and(|p| {
+        p.strip_prefix(b"/")
+            .is_some_and(|n| n == HEADERS_FILE.as_bytes() || n == REDIRECTS_FILE.as_bytes())
+    })
+}
+
+/// What a `_redirects` rule does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleStatus {
+    /// 301, 302, 303, 307 or 308: a redirect to the target.
+    Redirect(u16),
+    /// 200: the target file is served in place of the path.
+    Rewrite,
+    /// 404, 410 or 451: the target page is served with this status.
+    Page(u16),
+}
+
+impl RuleStatus {
+    fn parse(s: &str) -> Result<RuleStatus, String> {
+        match s {
+            "301" | "302" | "303" | "307" | "308" => Ok(RuleStatus::Redirect(s.parse().unwrap_or(301))),
+            "200" => Ok(RuleStatus::Rewrite),
+            "404" | "410" | "451" => Ok(RuleStatus::Page(s.parse().unwrap_or(404))),
+            _ => Err(format!(
+                "status {s:?} is not one of 200, 301, 302, 303, 307, 308, 404, 410, 451 (with an optional !)"
+            )),
+        }
+    }
+}
+
+/// One piece of a rule's target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Part {
+    Text(String),
+    /// A placeholder of the source, or `splat`.
+    Var(String),
+}
+
+/// One `_redirects` rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Redirect {
+    from: Pattern,
+    to: Vec<Part>,
+    /// The target has its own query string, so the request's is not carried over.
+    to_has_query: bool,
+    /// The target is a path starting with a single `/`: a value that makes it start with `//`
+    /// or `/\` is kept a path (see [`location_guard`]).
+    to_is_path: bool,
+    status: RuleStatus,
+    force: bool,
+}
+
+/// What a matching `_redirects` rule asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Action {
+    /// Redirect, rewrite or page.
+    pub status: RuleStatus,
+    /// The `Location` of a redirect (with the query carried over), or the path (percent-
+    /// encoded, no query) of the file to serve.
+    pub target: String,
+}
+
+/// The compiled `_redirects` file.
+#[derive(Debug, Default)]
+pub struct Redirects {
+    rules: Vec<Redirect>,
+    index: Index,
+    forced: bool,
+}
+
+impl Redirects {
+    /// Parses a `_redirects` file (`file` names it in errors).
+    pub fn parse(file: &str, text: &[u8]) -> Result<Redirects, RuleError> {
+        let err = |line: usize, reason: String| RuleError {
+            file: file.to_string(),
+            line,
+            reason,
+        };
+        if text.len() > REDIRECTS_MAX_BYTES {
+            return Err(err(
+                0,
+                format!(
+                    "{} bytes, more than the {REDIRECTS_MAX_BYTES} allowed",
+                    text.len()
+                ),
+            ));
+        }
+        let mut out = Redirects::default();
+        let (mut statics, mut dynamics) = (0, 0);
+        for (n, line) in lines(text) {
+            let line = check_line(line, REDIRECT_LINE_MAX).map_err(|r| err(n, r))?;
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let rule = parse_redirect(line).map_err(|r| err(n, r))?;
+            if rule.from.is_dynamic() {
+                dynamics += 1;
+                if dynamics > MAX_DYNAMIC_REDIRECTS {
+                    return Err(err(n, format!("more than {MAX_DYNAMIC_REDIRECTS} dynamic rules (with :placeholders or *)")));
+                }
+            } else {
+                statics += 1;
+                if statics > MAX_STATIC_REDIRECTS {
+                    return Err(err(
+                        n,
+                        format!("more than {MAX_STATIC_REDIRECTS} static rules"),
+                    ));
+                }
+            }
+            out.forced |= rule.force;
+            out.index.add(out.rules.len(), &rule.from);
+            out.rules.push(rule);
+        }
+        Ok(out)
+    }
+
+    /// How many rules were loaded.
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// Whether any rule is forced (`!`): only then must an existing path be checked too.
+    pub fn any_forced(&self) -> bool {
+        self.forced
+    }
+
+    /// The first rule (in file order) that matches the request; with `forced_only`, the
+    /// first forced one (the path exists, so the others do not apply). `path` is the
+    /// [`match_path`] form; a trailing slash is optional for a match, as on Netlify, and
+    /// `/blog/*` also matches `/blog`.
+    pub fn find(
+        &self,
+        host: Option<&str>,
+        path: &[u8],
+        query: Option<&str>,
+        forced_only: bool,
+    ) -> Option<Action> {
+        if self.rules.is_empty() || (forced_only && !self.forced) {
+            return None;
+        }
+        let trimmed = match path {
+            [rest @ .., b'/'] if !rest.is_empty() => rest,
+            _ => path,
+        };
+        let mut with_slash = None;
+        let mut candidates = self.index.candidates(trimmed);
+        if trimmed.len() > 1 {
+            // `/blog/*` is indexed under `blog`, and `/blog` has no second segment.
+            let mut slashed = trimmed.to_vec();
+            slashed.push(b'/');
+            let more = self.index.candidates(&slashed);
+            if more.len() > self.index.always.len() {
+                candidates.extend(more);
+                candidates.sort_unstable();
+                candidates.dedup();
+            }
+            with_slash = Some(slashed);
+        }
+        for i in candidates {
+            let rule = &self.rules[i];
+            if forced_only && !rule.force {
+                continue;
+            }
+            let caps = rule.from.matches(host, trimmed).or_else(|| {
+                let slashed = with_slash.as_deref()?;
+                rule.from.matches(host, slashed)
+            });
+            if let Some(caps) = caps {
+                return Some(rule.action(&caps, query));
+            }
+        }
+        None
+    }
+}
+
+impl Redirect {
+    fn action(&self, caps: &Captures<'_>, query: Option<&str>) -> Action {
+        let mut target = String::new();
+        for part in &self.to {
+            match part {
+                Part::Text(t) => target.push_str(t),
+                Part::Var(name) => {
+                    let value = caps
+                        .iter()
+                        .find(|(n, _)| n == name)
+                        .map_or(&[][..], |c| c.1);
+                    encode_into(value, &mut target);
+                }
+            }
+        }
+        if self.to_is_path {
+            location_guard(&mut target);
+        }
+        if let RuleStatus::Redirect(_) = self.status {
+            if let (Some(q), false) = (query, self.to_has_query) {
+                target.push('?');
+                target.push_str(q);
+            }
+        }
+        Action {
+            status: self.status,
+            target,
+        }
+    }
+}
+
+/// A path `Location` that came out as `//host...` or `/\host...` would be read by browsers
+/// as another host (RFC 3986 §4.2); `/.` in front keeps it a path here (as `resolve` does).
+pub fn location_guard(target: &mut String) {
+    if target.starts_with("//") || target.starts_with("/\\") {
+        target.insert_str(0, "/.");
+    }
+}
+
+/// Appends `bytes` percent-encoded for a path: RFC 3986 `pchar` and `/` stay as they are
+/// except `%`, `?`, `#`, `\` and anything outside visible ASCII, so a captured value can
+/// neither end the path, nor add a header line, nor turn into another host.
+pub fn encode_into(bytes: &[u8], out: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for &b in bytes {
+        let keep = b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/".contains(&b);
+        if keep {
+            out.push(b as char);
+        } else {
+            out.push('%');
+            out.push(HEX[(b >> 4) as usize] as char);
+            out.push(HEX[(b & 15) as usize] as char);
+        }
+    }
+}
+
+fn parse_redirect(line: &str) -> Result<Redirect, String> {
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    let (from, to, status) = match fields.as_slice() {
+        [from, to] => (*from, *to, None),
+        [from, to, status] => (*from, *to, Some(*status)),
+        [_] => return Err("a rule needs a source and a target".into()),
+        _ => {
+            return Err(
+                "more than three fields: query-string matches and conditions (Country=, Language=, Role=) are not supported".into(),
+            )
+        }
+    };
+    let (status, force) = match status {
+        None => (RuleStatus::Redirect(301), false),
+        Some(s) => match s.strip_suffix('!') {
+            Some(s) => (RuleStatus::parse(s)?, true),
+            None => (RuleStatus::parse(s)?, false),
+        },
+    };
+    let from = Pattern::parse(from)?;
+    let absolute = to.starts_with("https://") || to.starts_with("http://");
+    if !absolute && !to.starts_with('/') {
+        return Err(format!(
+            "target {to:?} must start with /, http:// or https://"
+        ));
+    }
+    if absolute && !matches!(status, RuleStatus::Redirect(_)) {
+        return Err(format!(
+            "target {to:?}: a {} rule serves a file under the root; proxying to another host is not supported",
+            match status {
+                RuleStatus::Rewrite => 200,
+                RuleStatus::Page(c) | RuleStatus::Redirect(c) => c,
+            }
+        ));
+    }
+    if to.bytes().any(|b| !b.is_ascii_graphic()) {
+        return Err(format!(
+            "target {to:?} must be visible ASCII (percent-encode the rest)"
+        ));
+    }
+    let names: Vec<&str> = from
+        .toks
+        .iter()
+        .filter_map(|t| match t {
+            Tok::Seg(n) => Some(n.as_str()),
+            Tok::Splat => Some("splat"),
+            Tok::Lit(_) => None,
+        })
+        .collect();
+    let mut parts = Vec::new();
+    let mut text = String::new();
+    let mut rest = to;
+    while let Some(at) = rest.find(':') {
+        let after = &rest[at + 1..];
+        let len = after
+            .bytes()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == b'_')
+            .count();
+        let name = &after[..len];
+        if len == 0 || name.as_bytes()[0].is_ascii_digit() {
+            // `https:` or a port: plain text.
+            text.push_str(&rest[..=at]);
+            rest = after;
+            continue;
+        }
+        if !names.contains(&name) {
+            return Err(format!(
+                "target uses :{name}, which the source {:?} does not capture",
+                fields[0]
+            ));
+        }
+        text.push_str(&rest[..at]);
+        if !text.is_empty() {
+            parts.push(Part::Text(std::mem::take(&mut text)));
+        }
+        parts.push(Part::Var(name.to_string()));
+        rest = &after[len..];
+    }
+    text.push_str(rest);
+    if !text.is_empty() {
+        parts.push(Part::Text(text));
+    }
+    Ok(Redirect {
+        from,
+        to_has_query: to.contains('?'),
+        to_is_path: !absolute && !to.starts_with("//"),
+        to: parts,
+        status,
+        force,
+    })
+}
+
+/// The lines of a file with their 1-based numbers; `\n` or `\r\n` ends a line.
+fn lines(text: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
+    text.split(|b| *b == b'\n').enumerate().map(|(i, l)| {
+        let l = l.strip_suffix(b"\r").unwrap_or(l);
+        (i + 1, l)
+    })
+}
+
+/// A line as text: UTF-8, at most `max` characters, and no control character but tab (a
+/// stray CR or a NUL could split a response or hide a rule).
+fn check_line(line: &[u8], max: usize) -> Result<&str, String> {
+    let text = std::str::from_utf8(line).map_err(|_| "the line is not UTF-8".to_string())?;
+    let count = text.chars().count();
+    if count > max {
+        return Err(format!("{count} characters, more than the {max} allowed"));
+    }
+    if let Some(c) = text.chars().find(|c| c.is_control() && *c != '\t') {
+        return Err(format!("control character {c:?} in the line"));
+    }
+    Ok(text)
+}
+
+/// One line of a `_headers` block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Entry {
+    /// `Name: value`.
+    Set(String, String),
+    /// `! Name`: removes what broader blocks (and the server's defaults) set.
+    Detach(String),
+}
+
+/// A `_headers` block: a pattern and its lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Block {
+    pattern: Pattern,
+    entries: Vec<Entry>,
+}
+
+/// The compiled `_headers` file, with the `--header` fields as an implicit first block that
+/// matches every response.
+#[derive(Debug, Default)]
+pub struct HeaderRules {
+    global: Vec<Entry>,
+    blocks: Vec<Block>,
+    index: Index,
+}
+
+impl HeaderRules {
+    /// Parses a `_headers` file (`file` names it in errors).
+    pub fn parse(file: &str, text: &[u8]) -> Result<HeaderRules, RuleError> {
+        let err = |line: usize, reason: String| RuleError {
+            file: file.to_string(),
+            line,
+            reason,
+        };
+        if text.len() > HEADERS_MAX_BYTES {
+            return Err(err(
+                0,
+                format!(
+                    "{} bytes, more than the {HEADERS_MAX_BYTES} allowed",
+                    text.len()
+                ),
+            ));
+        }
+        let mut blocks: Vec<Block> = Vec::new();
+        for (n, line) in lines(text) {
+            let line = check_line(line, HEADER_LINE_MAX).map_err(|r| err(n, r))?;
+            let trimmed = line.trim();
+            if trimmed.is_empty() || trimmed.starts_with('#') {
+                continue;
+            }
+            if line.starts_with([' ', '\t']) {
+                let Some(block) = blocks.last_mut() else {
+                    return Err(err(n, "a header line before any path pattern".into()));
+                };
+                block
+                    .entries
+                    .push(parse_entry(trimmed).map_err(|r| err(n, r))?);
+            } else {
+                if blocks.len() == MAX_HEADER_BLOCKS {
+                    return Err(err(n, format!("more than {MAX_HEADER_BLOCKS} blocks")));
+                }
+                if trimmed.contains(char::is_whitespace) {
+                    return Err(err(
+                        n,
+                        "a path pattern stands alone on its line; indent header lines".into(),
+                    ));
+                }
+                let pattern = Pattern::parse(trimmed).map_err(|r| err(n, r))?;
+                blocks.push(Block {
+                    pattern,
+                    entries: Vec::new(),
+                });
+            }
+        }
+        let mut index = Index::default();
+        for (i, b) in blocks.iter().enumerate() {
+            index.add(i, &b.pattern);
+        }
+        Ok(HeaderRules {
+            global: Vec::new(),
+            blocks,
+            index,
+        })
+    }
+
+    /// Adds the `--header` fields (each `Name: value`), which every response carries.
+    pub fn with_global(mut self, global: &[String]) -> Result<HeaderRules, RuleError> {
+        self.global = parse_globals(global)?;
+        Ok(self)
+    }
+
+    /// How many blocks the file has.
+    pub fn blocks(&self) -> usize {
+        self.blocks.len()
+    }
+
+    /// The fields for a response that is not a file's: the `--header` ones.
+    pub fn global(&self) -> Fields<'_> {
+        let mut f = Fields::default();
+        f.apply(&self.global);
+        f
+    }
+
+    /// The fields for the answer about `path` (the [`match_path`] form): `--header`, then
+    /// every matching block in file order.
+    pub fn for_path(&self, host: Option<&str>, path: &[u8]) -> Fields<'_> {
+        let mut f = self.global();
+        if self.blocks.is_empty() {
+            return f;
+        }
+        for i in self.index.candidates(path) {
+            let block = &self.blocks[i];
+            if block.pattern.matches(host, path).is_some() {
+                f.apply(&block.entries);
+            }
+        }
+        f
+    }
+}
+
+/// Checks one `--header` value: a `_headers` line that sets a field.
+pub fn check_header(field: &str) -> Result<(), String> {
+    check_line(field.as_bytes(), HEADER_LINE_MAX)?;
+    match parse_entry(field.trim())? {
+        Entry::Detach(_) => Err("a --header sets a field (Name: value)".into()),
+        Entry::Set(..) => Ok(()),
+    }
+}
+
+/// The `--header` fields as entries (each checked by [`check_header`]).
+fn parse_globals(global: &[String]) -> Result<Vec<Entry>, RuleError> {
+    global
+        .iter()
+        .map(|h| {
+            check_header(h).map_err(|reason| RuleError {
+                file: "--header".into(),
+                line: 0,
+                reason: format!("{h:?}: {reason}"),
+            })?;
+            parse_entry(h.trim()).map_err(|reason| RuleError {
+                file: "--header".into(),
+                line: 0,
+                reason,
+            })
+        })
+        .collect()
+}
+
+fn parse_entry(line: &str) -> Result<Entry, String> {
+    if let Some(name) = line.strip_prefix('!') {
+        let name = name.trim();
+        check_name(name)?;
+        return Ok(Entry::Detach(name.to_string()));
+    }
+    let Some((name, value)) = line.split_once(':') else {
+        return Err(format!("{line:?} is not Name: value (or ! Name)"));
+    };
+    let name = name.trim_end();
+    check_name(name)?;
+    Ok(Entry::Set(name.to_string(), value.trim().to_string()))
+}
+
+/// A field name is an RFC 9110 §5.6.2 token, and not one the server alone writes.
+fn check_name(name: &str) -> Result<(), String> {
+    let tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if name.is_empty() || !name.bytes().all(tchar) {
+        return Err(format!(
+            "{name:?} is not a header name (RFC 9110 §5.6.2 token)"
+        ));
+    }
+    if PROTECTED.iter().any(|p| p.eq_ignore_ascii_case(name)) {
+        return Err(format!(
+            "{name} is written by the server and cannot be set or removed"
+        ));
+    }
+    Ok(())
+}
+
+/// The header fields a set of rules gives one response: the names set (values of one name
+/// joined with `, `, RFC 9110 §5.3) and the names detached. The server leaves out a default
+/// field of its own (`X-Content-Type-Options`, `Content-Type`, ...) whenever the rules name it.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Fields<'a> {
+    set: Vec<(&'a str, Cow<'a, str>)>,
+    detached: Vec<&'a str>,
+}
+
+impl<'a> Fields<'a> {
+    fn apply(&mut self, entries: &'a [Entry]) {
+        for e in entries {
+            match e {
+                Entry::Set(name, value) => {
+                    match self
+                        .set
+                        .iter_mut()
+                        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                    {
+                        Some((_, v)) => {
+                            let joined = v.to_mut();
+                            joined.push_str(", ");
+                            joined.push_str(value);
+                        }
+                        None => self.set.push((name, Cow::Borrowed(value))),
+                    }
+                }
+                Entry::Detach(name) => {
+                    self.set.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+                    self.detached.push(name);
+                }
+            }
+        }
+    }
+
+    /// Whether the rules set or detach `name`, so the server's default for it is left out.
+    pub fn names(&self, name: &str) -> bool {
+        self.set.iter().any(|(n, _)| n.eq_ignore_ascii_case(name))
+            || self.detached.iter().any(|n| n.eq_ignore_ascii_case(name))
+    }
+
+    /// The fields to write, in the order the rules first set them.
+    pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.set.iter().map(|(n, v)| (*n, v.as_ref()))
+    }
+
+    /// Whether there is nothing to add or leave out.
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.detached.is_empty()
+    }
+}
+
+/// Both rule files, compiled.
+#[derive(Debug, Default)]
+pub struct SiteRules {
+    /// `_redirects`.
+    pub redirects: Redirects,
+    /// `_headers` and `--header`.
+    pub headers: HeaderRules,
+}
+
+impl SiteRules {
+    /// Whether a pattern names a host (`https://host/path`), so matching needs `Host`.
+    pub fn uses_hosts(&self) -> bool {
+        self.redirects.index.hosts || self.headers.index.hosts
+    }
+}
+
+#[cfg(test)]
+mod tests;
