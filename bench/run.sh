@@ -20,6 +20,10 @@
 #                                     poolserve) in S1-S5, side by side with this checkout's build,
 #                                     e.g. a release build of the previous commit, to spot regressions
 #        SYSCALLS=0 bench/run.sh      skips the separate system-call runs (see below)
+#        RULES=1 bench/run.sh         also runs "poolserve-rules" in S1 and S5: the same binary and
+#                                     files under a root that also holds a _redirects of 2000 static
+#                                     and 100 dynamic rules and a _headers of 100 blocks (issue 17;
+#                                     the bar is CPU per request within 1.05 x poolserve's)
 #        SYSCALL_TOOL=strace bench/run.sh
 #                                     counts system calls with strace even where perf works
 # Needs 2+ CPUs, cargo, python3; installs nginx-light, lighttpd, wrk, time with apt-get when missing
@@ -58,6 +62,7 @@ OUT=${OUT:-/tmp/bench-results.md}
 SCENARIOS=${SCENARIOS:-"S1 S2 S3 S4 S5 S6"}
 PORT_BASE=${PORT_BASE:-18400}
 BASELINE_BIN=${BASELINE_BIN:-}
+RULES=${RULES:-0}
 SYSCALLS=${SYSCALLS:-1}
 SYSCALL_DURATION=${SYSCALL_DURATION:-3}
 SYSCALL_TOOL=${SYSCALL_TOOL:-auto}
@@ -72,6 +77,7 @@ COMMAND+=" SYSCALLS=$SYSCALLS SYSCALL_DURATION=$SYSCALL_DURATION"
 [[ -n ${SYSCALL_NAMES:-} ]] && COMMAND+=" SYSCALL_NAMES=\"$SYSCALL_NAMES\""
 COMMAND+=" bench/run.sh"
 [[ -n $BASELINE_BIN ]] && COMMAND="BASELINE_BIN=$BASELINE_BIN $COMMAND"
+[[ $RULES == 1 ]] && COMMAND="RULES=1 $COMMAND"
 
 log() { printf '[bench] %s\n' "$*" >&2; }
 die() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }
@@ -79,6 +85,7 @@ die() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }
 [[ $DURATION =~ ^[1-9][0-9]*$ ]] || die "DURATION must be whole seconds, got '$DURATION'"
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer, got '$ROUNDS'"
 [[ $WARMUP =~ ^[0-9]+$ ]] || die "WARMUP must be whole seconds (0 = none), got '$WARMUP'"
+[[ $RULES =~ ^[01]$ ]] || die "RULES must be 1 (add poolserve-rules) or 0, got '$RULES'"
 [[ $SYSCALLS =~ ^[01]$ ]] || die "SYSCALLS must be 1 (count system calls) or 0 (skip), got '$SYSCALLS'"
 [[ $SYSCALL_DURATION =~ ^[1-9][0-9]*$ ]] \
     || die "SYSCALL_DURATION must be whole seconds, got '$SYSCALL_DURATION'"
@@ -170,6 +177,26 @@ ROOT=$TMP/root
 mkdir -p "$ROOT" "$TMP/wrk" "$TMP/sys"
 head -c 2048 /dev/urandom >"$ROOT/2k.bin"
 head -c 1048576 /dev/urandom >"$ROOT/1m.bin"
+# The site-rules root (RULES=1): the same files, plus rule files sized at Cloudflare's limits.
+# Header blocks: one for every path, 49 by first segment, 49 static pages and one by suffix
+# (/*.bin), so a request for /2k.bin meets two blocks. Redirects: 2000 static, 90 dynamic
+# rules indexed by their first segment and 10 that are tried on every miss (/*.phpN).
+if [[ $RULES == 1 ]]; then
+    RULES_ROOT=$TMP/rules-root
+    mkdir -p "$RULES_ROOT"
+    ln "$ROOT/2k.bin" "$ROOT/1m.bin" "$RULES_ROOT/"
+    {
+        printf '/*\n  X-Frame-Options: DENY\n  Referrer-Policy: no-referrer\n'
+        for ((i = 1; i < 50; i++)); do printf '/section-%d/*\n  Cache-Control: max-age=%d\n' "$i" "$i"; done
+        for ((i = 50; i < 99; i++)); do printf '/page-%d.html\n  X-Page: %d\n' "$i" "$i"; done
+        printf '/*.bin\n  Cache-Control: public, max-age=60\n'
+    } >"$RULES_ROOT/_headers"
+    {
+        for ((i = 0; i < 2000; i++)); do printf '/old-%d /new-%d 301\n' "$i" "$i"; done
+        for ((i = 0; i < 90; i++)); do printf '/blog-%d/:slug /posts-%d/:slug 301\n' "$i" "$i"; done
+        for ((i = 0; i < 10; i++)); do printf '/*.php%d /index.html 301\n' "$i"; done
+    } >"$RULES_ROOT/_redirects"
+fi
 : >"$TMP/runs.tsv"; : >"$TMP/rss.tsv"; : >"$TMP/syscalls.tsv"; : >"$TMP/threads.tsv"
 
 declare -A PID=()      # server name -> pid we started (nginx: the master)
@@ -219,12 +246,13 @@ start_server() {
     mkdir -p "$dir"
     port_open "$port" && die "port $port is already in use (set PORT_BASE to a free range)"
     case $name in
-        poolserve | poolserve-w* | poolserve-base)
-            local workers=() bin=$POOLSERVE
+        poolserve | poolserve-w* | poolserve-base | poolserve-rules)
+            local workers=() bin=$POOLSERVE root=$ROOT
             [[ $name == poolserve-w* ]] && workers=(--workers "${name#poolserve-w}")
             [[ $name == poolserve-base ]] && bin=$BASELINE_BIN
+            [[ $name == poolserve-rules ]] && root=$RULES_ROOT
             errlog=$dir/stderr.log
-            RUST_LOG=warn taskset -c "$SERVER_CPU" "$bin" --root "$ROOT" --access-log off \
+            RUST_LOG=warn taskset -c "$SERVER_CPU" "$bin" --root "$root" --access-log off \
                 --addr "127.0.0.1:$port" --max-requests 100000 "${workers[@]}" \
                 >"$dir/stdout.log" 2>"$errlog" &
             ;;
@@ -431,13 +459,16 @@ MAIN="poolserve nginx nginx-cache lighttpd"
 [[ -n $BASELINE_BIN ]] && MAIN="poolserve poolserve-base nginx nginx-cache lighttpd"
 # S2 adds the TCP_DEFER_ACCEPT fairness rows, each next to its plain sibling (issue 16)
 S2SET=${MAIN/nginx nginx-cache lighttpd/nginx nginx-deferred nginx-cache lighttpd lighttpd-deferred}
+# S1 and S5 add the site-rules row next to poolserve (issue 17)
+RULESET=$MAIN
+[[ $RULES == 1 ]] && RULESET=${MAIN/poolserve /poolserve poolserve-rules }
 for id in $SCENARIOS; do
     case $id in
-        S1) scenario S1 /2k.bin 64 "$MAIN" ;;
+        S1) scenario S1 /2k.bin 64 "$RULESET" ;;
         S2) scenario S2 /2k.bin 32 "$S2SET" -H "Connection: close" ;;
         S3) scenario S3 /1m.bin 8 "$MAIN" ;;
         S4) scenario S4 /2k.bin 512 "$MAIN" ;;
-        S5) scenario S5 /missing.bin 64 "$MAIN" ;;
+        S5) scenario S5 /missing.bin 64 "$RULESET" ;;
         S6) scenario S6 /2k.bin 64 "poolserve-w1 poolserve-w2 lighttpd" ;;
         *) die "unknown scenario $id (known: S1 S2 S3 S4 S5 S6)" ;;
     esac
