@@ -6,14 +6,13 @@
 //! `file:line`; the warning is not repeated until the file changes again. Parsing is
 //! `site_rules`'s; this module only knows files, times and the swap.
 //!
-//! A request holds a read guard on the rules while its answer is built (never while it is
-//! sent), so a reload waits at most for answers being built, and a request sees one version
-//! of both files.
+//! A request takes its own reference to the rules in force (the lock is held only to clone
+//! it), so a reload never waits for an answer, and an answer sees one version of both files.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
@@ -132,11 +131,14 @@ impl RuleFiles {
     }
 
     /// The rules in force, after a reload when the interval has passed and a file changed.
-    pub fn current(&self) -> RwLockReadGuard<'_, Arc<SiteRules>> {
+    /// The caller holds its own reference, never the lock: an answer may build a snapshot
+    /// of a large file meanwhile, and a reload must not wait for that (nor make every other
+    /// worker wait behind it, as a queued writer of `RwLock` does).
+    pub fn current(&self) -> Arc<SiteRules> {
         if self.enabled {
             self.maybe_reload();
         }
-        self.current.read().unwrap_or_else(|e| e.into_inner())
+        Arc::clone(&self.current.read().unwrap_or_else(|e| e.into_inner()))
     }
 
     fn maybe_reload(&self) {
