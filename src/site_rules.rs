@@ -561,8 +561,9 @@ impl Redirect {
         }
         if let RuleStatus::Redirect(_) = self.status {
             if let (Some(q), false) = (query, self.to_has_query) {
-                target.push('?');
-                target.push_str(q);
+                // Before the target's fragment, not into it (a captured `#` is encoded).
+                let at = target.find('#').unwrap_or(target.len());
+                target.insert_str(at, &format!("?{q}"));
             }
         }
         Action {
@@ -632,6 +633,12 @@ fn parse_redirect(line: &str) -> Result<Redirect, String> {
             }
         ));
     }
+    // A 200 or 404 rule serves a file: a query or a fragment in its target is no part of the
+    // path (the `Action` is the path alone).
+    let to = match status {
+        RuleStatus::Redirect(_) => to,
+        _ => to.split(['?', '#']).next().unwrap_or(to),
+    };
     if to.bytes().any(|b| !b.is_ascii_graphic()) {
         return Err(format!(
             "target {to:?} must be visible ASCII (percent-encode the rest)"
@@ -681,7 +688,7 @@ fn parse_redirect(line: &str) -> Result<Redirect, String> {
     }
     Ok(Redirect {
         from,
-        to_has_query: to.contains('?'),
+        to_has_query: to.split('#').next().is_some_and(|p| p.contains('?')),
         to_is_path: !absolute && !to.starts_with("//"),
         to: parts,
         status,
