@@ -135,59 +135,80 @@ impl Pattern {
                 "{text:?}: query strings and fragments are not matched, only paths"
             ));
         }
-        let decoded = crate::resolve::percent_decode(path)
-            .map_err(|_| format!("{text:?} has an invalid percent-escape"))?;
+        // Tokens are found in the text as written, so `%2A` and `%3A` stay literal; each
+        // literal piece is then percent-decoded once, as request paths are.
+        let bytes = path.as_bytes();
         let mut toks: Vec<Tok> = Vec::new();
-        let mut lit: Vec<u8> = Vec::new();
-        let mut splats = 0;
+        let mut raw = String::new();
+        let mut shape = Vec::new(); // the decoded path, tokens as `x`: checked below
+        let mut flush = |raw: &mut String, toks: &mut Vec<Tok>, shape: &mut Vec<u8>| {
+            if raw.is_empty() {
+                return Ok(());
+            }
+            let lit = crate::resolve::percent_decode(raw)
+                .map_err(|_| format!("{text:?} has an invalid percent-escape"))?;
+            shape.extend_from_slice(&lit);
+            toks.push(Tok::Lit(lit));
+            raw.clear();
+            Ok::<(), String>(())
+        };
         let mut i = 0;
-        while i < decoded.len() {
-            let b = decoded[i];
+        while i < bytes.len() {
+            let b = bytes[i];
             if b == b'*' {
-                splats += 1;
-                if splats > 1 {
+                if toks.contains(&Tok::Splat) {
                     return Err(format!("{text:?} has more than one *"));
                 }
-                if !lit.is_empty() {
-                    toks.push(Tok::Lit(std::mem::take(&mut lit)));
-                }
+                flush(&mut raw, &mut toks, &mut shape)?;
                 toks.push(Tok::Splat);
+                shape.push(b'x');
                 i += 1;
-            } else if b == b':' && decoded[i - 1] == b'/' {
-                let name_len = decoded[i + 1..]
+            } else if b == b':' && bytes[i - 1] == b'/' {
+                let name_len = bytes[i + 1..]
                     .iter()
                     .take_while(|c| c.is_ascii_alphanumeric() || **c == b'_')
                     .count();
                 let end = i + 1 + name_len;
-                if name_len == 0 || decoded.get(end).is_some_and(|c| *c != b'/') {
+                let starts_well = bytes
+                    .get(i + 1)
+                    .is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_');
+                if !starts_well || bytes.get(end).is_some_and(|c| *c != b'/') {
                     return Err(format!(
-                        "{text:?}: a :placeholder is a whole path segment of letters, digits and _"
+                        "{text:?}: a :placeholder is a whole path segment, a letter or _ then letters, digits and _"
                     ));
                 }
-                let name = String::from_utf8_lossy(&decoded[i + 1..end]).into_owned();
+                let name = &path[i + 1..end];
                 if name == "splat" {
                     return Err(format!("{text:?}: :splat is the name of the * match"));
                 }
-                if !lit.is_empty() {
-                    toks.push(Tok::Lit(std::mem::take(&mut lit)));
-                }
-                toks.push(Tok::Seg(name));
+                flush(&mut raw, &mut toks, &mut shape)?;
+                toks.push(Tok::Seg(name.to_string()));
+                shape.push(b'x');
                 i = end;
             } else {
-                lit.push(b);
+                raw.push(b as char);
                 i += 1;
             }
         }
-        if !lit.is_empty() {
-            toks.push(Tok::Lit(lit));
+        flush(&mut raw, &mut toks, &mut shape)?;
+        // Requests are matched normalized, so a pattern that is not could never match.
+        let segments: Vec<&[u8]> = shape[1..].split(|c| *c == b'/').collect();
+        let last = segments.len() - 1;
+        for (n, seg) in segments.iter().enumerate() {
+            if matches!(*seg, b"." | b"..") || (seg.is_empty() && n != last) {
+                return Err(format!(
+                    "{text:?}: not a normalized path (no //, . or .. segments)"
+                ));
+            }
         }
         Ok(Pattern { host, toks })
     }
 
-    /// A pattern that is one literal path and no host: looked up in a map, never tried.
+    /// A pattern that is one literal path: looked up in a map by it (a host, if any, is
+    /// checked when the candidate is tried).
     fn as_static(&self) -> Option<&[u8]> {
-        match (&self.host, self.toks.as_slice()) {
-            (None, [Tok::Lit(path)]) => Some(path),
+        match self.toks.as_slice() {
+            [Tok::Lit(path)] => Some(path),
             _ => None,
         }
     }
@@ -195,9 +216,6 @@ impl Pattern {
     /// The first segment when it is literal and whole (`/assets/*` → `assets`): the key under
     /// which a dynamic pattern is indexed. `None` for `/*`, `/:lang/...`, `/*.js` or a host.
     fn first_segment(&self) -> Option<&[u8]> {
-        if self.host.is_some() {
-            return None;
-        }
         let Some(Tok::Lit(lit)) = self.toks.first() else {
             return None;
         };
@@ -267,6 +285,16 @@ impl Pattern {
         Some(caps)
     }
 
+    /// Whether the pattern ends in `/` or `/*`, so that the path without a trailing slash
+    /// may still meet it (redirects only).
+    fn ends_in_slash(&self) -> bool {
+        let lit = match self.toks.as_slice() {
+            [.., Tok::Lit(lit), Tok::Splat] | [.., Tok::Lit(lit)] => lit,
+            _ => return false,
+        };
+        lit.ends_with(b"/")
+    }
+
     /// Whether the pattern has a placeholder or a splat (Cloudflare's "dynamic").
     fn is_dynamic(&self) -> bool {
         self.toks.iter().any(|t| !matches!(t, Tok::Lit(_)))
@@ -286,13 +314,20 @@ struct Index {
     always: Vec<usize>,
     /// Some pattern names a host, so the request's `Host` is needed.
     hosts: bool,
+    /// Redirect matching, where a trailing slash is optional: static paths are keyed
+    /// without one, and `/blog` is looked up under the segment `blog` too (for `/blog/*`).
+    trim_slash: bool,
 }
 
 impl Index {
     fn add(&mut self, i: usize, pattern: &Pattern) {
         self.hosts |= pattern.host.is_some();
         if let Some(path) = pattern.as_static() {
-            self.by_path.entry(path.to_vec()).or_default().push(i);
+            let key = match path {
+                [rest @ .., b'/'] if self.trim_slash && !rest.is_empty() => rest,
+                _ => path,
+            };
+            self.by_path.entry(key.to_vec()).or_default().push(i);
         } else if let Some(seg) = pattern.first_segment() {
             self.by_segment.entry(seg.to_vec()).or_default().push(i);
         } else {
@@ -300,21 +335,48 @@ impl Index {
         }
     }
 
-    /// The patterns that may match `path`, in file order (the three lists merged).
-    fn candidates(&self, path: &[u8]) -> Vec<usize> {
+    /// The patterns that may match `path`, in file order (the three lists merged as they
+    /// are walked; nothing is allocated).
+    fn candidates(&self, path: &[u8]) -> Candidates<'_> {
         let empty: &[usize] = &[];
-        let exact = self.by_path.get(path).map_or(empty, Vec::as_slice);
-        let seg = first_segment_of(path)
-            .and_then(|s| self.by_segment.get(s))
-            .map_or(empty, Vec::as_slice);
-        let mut out = Vec::with_capacity(exact.len() + seg.len() + self.always.len());
-        out.extend_from_slice(exact);
-        out.extend_from_slice(seg);
-        out.extend_from_slice(&self.always);
-        if !(exact.is_empty() && seg.is_empty()) {
-            out.sort_unstable();
+        let exact = if self.by_path.is_empty() {
+            empty
+        } else {
+            self.by_path.get(path).map_or(empty, Vec::as_slice)
+        };
+        let segment = first_segment_of(path).or_else(|| {
+            // `/blog` may meet `/blog/*` when the trailing slash is optional.
+            path.get(1..).filter(|s| self.trim_slash && !s.is_empty())
+        });
+        let seg = match segment {
+            Some(s) if !self.by_segment.is_empty() => {
+                self.by_segment.get(s).map_or(empty, Vec::as_slice)
+            }
+            _ => empty,
+        };
+        Candidates {
+            lists: [exact, seg, &self.always],
         }
-        out
+    }
+}
+
+/// The merge of an [`Index`]'s three sorted lists (each pattern is in one list only).
+struct Candidates<'a> {
+    lists: [&'a [usize]; 3],
+}
+
+impl Iterator for Candidates<'_> {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        let (k, first) = self
+            .lists
+            .iter()
+            .enumerate()
+            .filter_map(|(k, l)| l.first().map(|v| (k, *v)))
+            .min_by_key(|(_, v)| *v)?;
+        self.lists[k] = &self.lists[k][1..];
+        Some(first)
     }
 }
 
@@ -448,6 +510,7 @@ impl Redirects {
             ));
         }
         let mut out = Redirects::default();
+        out.index.trim_slash = true;
         let (mut statics, mut dynamics) = (0, 0);
         for (n, line) in lines(text) {
             let line = check_line(line, REDIRECT_LINE_MAX).map_err(|r| err(n, r))?;
@@ -510,31 +573,21 @@ impl Redirects {
             [rest @ .., b'/'] if !rest.is_empty() => rest,
             _ => path,
         };
-        let mut with_slash = None;
-        let mut candidates = self.index.candidates(trimmed);
-        if trimmed.len() > 1 {
-            // `/blog/*` is indexed under `blog`, and `/blog` has no second segment.
-            let mut slashed = trimmed.to_vec();
-            slashed.push(b'/');
-            let more = self.index.candidates(&slashed);
-            if more.len() > self.index.always.len() {
-                candidates.extend(more);
-                candidates.sort_unstable();
-                candidates.dedup();
-            }
-            with_slash = Some(slashed);
-        }
-        for i in candidates {
+        // The path with a trailing slash, made only for a rule that ends in one.
+        let mut slashed: Option<Vec<u8>> = None;
+        for i in self.index.candidates(trimmed) {
             let rule = &self.rules[i];
             if forced_only && !rule.force {
                 continue;
             }
-            let caps = rule.from.matches(host, trimmed).or_else(|| {
-                let slashed = with_slash.as_deref()?;
-                rule.from.matches(host, slashed)
-            });
-            if let Some(caps) = caps {
+            if let Some(caps) = rule.from.matches(host, trimmed) {
                 return Some(rule.action(&caps, query));
+            }
+            if trimmed.len() > 1 && rule.from.ends_in_slash() {
+                let with_slash = slashed.get_or_insert_with(|| [trimmed, b"/"].concat());
+                if let Some(caps) = rule.from.matches(host, with_slash) {
+                    return Some(rule.action(&caps, query));
+                }
             }
         }
         None
@@ -696,8 +749,10 @@ fn parse_redirect(line: &str) -> Result<Redirect, String> {
     })
 }
 
-/// The lines of a file with their 1-based numbers; `\n` or `\r\n` ends a line.
+/// The lines of a file with their 1-based numbers; `\n` or `\r\n` ends a line. A UTF-8
+/// byte-order mark (which some Windows editors write) is not part of the first line.
 fn lines(text: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
+    let text = text.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(text);
     text.split(|b| *b == b'\n').enumerate().map(|(i, l)| {
         let l = l.strip_suffix(b"\r").unwrap_or(l);
         (i + 1, l)
@@ -914,6 +969,9 @@ impl<'a> Fields<'a> {
                         .iter_mut()
                         .find(|(n, _)| n.eq_ignore_ascii_case(name))
                     {
+                        // An empty value adds nothing to a list (RFC 9110 §5.6.1).
+                        Some((_, v)) if v.is_empty() => *v = Cow::Borrowed(value),
+                        Some(_) if value.is_empty() => {}
                         Some((_, v)) => {
                             let joined = v.to_mut();
                             joined.push_str(", ");

@@ -119,7 +119,8 @@ fn render(f: &Fields<'_>) -> String {
 
 const BAD_STATUS: &str =
     "is not one of 200, 301, 302, 303, 307, 308, 404, 410, 451 (with an optional !)";
-const PLACEHOLDER: &str = "a :placeholder is a whole path segment of letters, digits and _";
+const PLACEHOLDER: &str =
+    "a :placeholder is a whole path segment, a letter or _ then letters, digits and _";
 
 // ---------------------------------------------------------------------------------------------
 // `_redirects`: parsing
@@ -858,8 +859,9 @@ fn patterns_are_indexed_by_path_first_segment_or_not_at_all() {
         ("/*.js", "always", true),
         ("/:lang/x", "always", true),
         ("/assets*", "always", true),
-        ("https://example.com/x", "always", false),
-        ("https://example.com/assets/*", "always", true),
+        // A host is checked when the candidate is tried: the path indexes it as usual.
+        ("https://example.com/x", "path /x", false),
+        ("https://example.com/assets/*", "segment assets", true),
     ] {
         let p = Pattern::parse(pattern).unwrap_or_else(|e| panic!("{e}"));
         let got = match (p.as_static(), p.first_segment()) {
@@ -1470,4 +1472,59 @@ fn check_header_table() {
         check_header(&format!("{long}v")),
         Err("2001 characters, more than the 2000 allowed".into())
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sources as written: escapes stay literal, unnormalized paths and odd names are refused
+
+#[test]
+fn escaped_tokens_stay_literal_and_sources_must_be_normalized() {
+    let r = redirects("/a%2A /star 302\n/b/%3Aname /colon 302\n/c/:x /cx 302\n");
+    // `%2A` is a literal `*` (which a request spells `%2A` or `*`), not a splat.
+    assert_eq!(
+        find(&r, None, "/a%2A", None, false),
+        Some((302, "/star".into()))
+    );
+    assert_eq!(
+        find(&r, None, "/a*", None, false),
+        Some((302, "/star".into()))
+    );
+    assert_eq!(find(&r, None, "/aXYZ", None, false), None);
+    assert_eq!(
+        find(&r, None, "/b/:name", None, false),
+        Some((302, "/colon".into()))
+    );
+    assert_eq!(find(&r, None, "/b/other", None, false), None);
+    assert_eq!(
+        find(&r, None, "/c/y", None, false),
+        Some((302, "/cx".into()))
+    );
+    for (source, reason) in [
+        ("/a/./b", "not a normalized path (no //, . or .. segments)"),
+        ("/a/../b", "not a normalized path (no //, . or .. segments)"),
+        ("//a", "not a normalized path (no //, . or .. segments)"),
+        ("/a//*", "not a normalized path (no //, . or .. segments)"),
+        (
+            "/%2E%2E/x",
+            "not a normalized path (no //, . or .. segments)",
+        ),
+        ("/:1", PLACEHOLDER),
+    ] {
+        let text = format!("{source} /x\n");
+        let want = format!("_redirects:1: {source:?}: {reason}");
+        assert_eq!(redirects_outcome(text.as_bytes()), want, "{source}");
+    }
+}
+
+#[test]
+fn a_byte_order_mark_is_not_part_of_the_first_line() {
+    assert_eq!(redirects_outcome(b"\xEF\xBB\xBF/a /b\n"), "1 rules");
+    assert_eq!(headers_outcome(b"\xEF\xBB\xBF/*\n  X-A: 1\n"), "1 blocks");
+}
+
+#[test]
+fn an_empty_value_adds_nothing_to_a_joined_field() {
+    let h = headers("/*\n  X-A:\n  X-B: 1\n/a\n  X-A: 2\n  X-B:\n", &[]);
+    assert_eq!(render(&h.for_path(None, b"/a")), "X-A: 2 | X-B: 1");
+    assert_eq!(render(&h.for_path(None, b"/b")), "X-A:  | X-B: 1");
 }
