@@ -141,7 +141,7 @@ impl Pattern {
         let mut toks: Vec<Tok> = Vec::new();
         let mut raw = String::new();
         let mut shape = Vec::new(); // the decoded path, tokens as `x`: checked below
-        let mut flush = |raw: &mut String, toks: &mut Vec<Tok>, shape: &mut Vec<u8>| {
+        let flush = |raw: &mut String, toks: &mut Vec<Tok>, shape: &mut Vec<u8>| {
             if raw.is_empty() {
                 return Ok(());
             }
