@@ -285,6 +285,18 @@ impl Pattern {
         Some(caps)
     }
 
+    /// The names a match captures: the placeholders, and `splat` when there is a `*`.
+    fn names(&self) -> Vec<&str> {
+        self.toks
+            .iter()
+            .filter_map(|t| match t {
+                Tok::Seg(n) => Some(n.as_str()),
+                Tok::Splat => Some("splat"),
+                Tok::Lit(_) => None,
+            })
+            .collect()
+    }
+
     /// Whether the pattern ends in `/` or `/*`, so that the path without a trailing slash
     /// may still meet it (redirects only).
     fn ends_in_slash(&self) -> bool {
@@ -597,18 +609,7 @@ impl Redirects {
 impl Redirect {
     fn action(&self, caps: &Captures<'_>, query: Option<&str>) -> Action {
         let mut target = String::new();
-        for part in &self.to {
-            match part {
-                Part::Text(t) => target.push_str(t),
-                Part::Var(name) => {
-                    let value = caps
-                        .iter()
-                        .find(|(n, _)| n == name)
-                        .map_or(&[][..], |c| c.1);
-                    encode_into(value, &mut target);
-                }
-            }
-        }
+        render_parts(&self.to, caps, &mut target);
         if self.to_is_path {
             location_guard(&mut target);
         }
@@ -697,48 +698,13 @@ fn parse_redirect(line: &str) -> Result<Redirect, String> {
             "target {to:?} must be visible ASCII (percent-encode the rest)"
         ));
     }
-    let names: Vec<&str> = from
-        .toks
-        .iter()
-        .filter_map(|t| match t {
-            Tok::Seg(n) => Some(n.as_str()),
-            Tok::Splat => Some("splat"),
-            Tok::Lit(_) => None,
-        })
-        .collect();
-    let mut parts = Vec::new();
-    let mut text = String::new();
-    let mut rest = to;
-    while let Some(at) = rest.find(':') {
-        let after = &rest[at + 1..];
-        let len = after
-            .bytes()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == b'_')
-            .count();
-        let name = &after[..len];
-        if len == 0 || name.as_bytes()[0].is_ascii_digit() {
-            // `https:` or a port: plain text.
-            text.push_str(&rest[..=at]);
-            rest = after;
-            continue;
-        }
-        if !names.contains(&name) {
-            return Err(format!(
-                "target uses :{name}, which the source {:?} does not capture",
-                fields[0]
-            ));
-        }
-        text.push_str(&rest[..at]);
-        if !text.is_empty() {
-            parts.push(Part::Text(std::mem::take(&mut text)));
-        }
-        parts.push(Part::Var(name.to_string()));
-        rest = &after[len..];
-    }
-    text.push_str(rest);
-    if !text.is_empty() {
-        parts.push(Part::Text(text));
-    }
+    let names = from.names();
+    let parts = template(to, &names, |name| {
+        Err(format!(
+            "target uses :{name}, which the source {:?} does not capture",
+            fields[0]
+        ))
+    })?;
     Ok(Redirect {
         from,
         to_has_query: to.split('#').next().is_some_and(|p| p.contains('?')),
@@ -747,6 +713,65 @@ fn parse_redirect(line: &str) -> Result<Redirect, String> {
         status,
         force,
     })
+}
+
+/// Splits a target or a header value into text and `:name` parts, where `names` are what the
+/// pattern captures. A `:` not followed by a name (`https:`, a port, `data:`) is text; an
+/// unknown name is what `unknown` says (an error in a redirect target, text in a header
+/// value).
+fn template(
+    text: &str,
+    names: &[&str],
+    unknown: impl Fn(&str) -> Result<(), String>,
+) -> Result<Vec<Part>, String> {
+    let mut parts = Vec::new();
+    let mut plain = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find(':') {
+        let after = &rest[at + 1..];
+        let len = after
+            .bytes()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == b'_')
+            .count();
+        let name = &after[..len];
+        let is_name = len > 0 && !name.as_bytes()[0].is_ascii_digit();
+        if !is_name || !names.contains(&name) {
+            if is_name {
+                unknown(name)?;
+            }
+            plain.push_str(&rest[..=at]);
+            rest = after;
+            continue;
+        }
+        plain.push_str(&rest[..at]);
+        if !plain.is_empty() {
+            parts.push(Part::Text(std::mem::take(&mut plain)));
+        }
+        parts.push(Part::Var(name.to_string()));
+        rest = &after[len..];
+    }
+    plain.push_str(rest);
+    if !plain.is_empty() {
+        parts.push(Part::Text(plain));
+    }
+    Ok(parts)
+}
+
+/// Renders template `parts` with the captures of a match, each value percent-encoded
+/// ([`encode_into`]).
+fn render_parts(parts: &[Part], caps: &Captures<'_>, out: &mut String) {
+    for part in parts {
+        match part {
+            Part::Text(t) => out.push_str(t),
+            Part::Var(name) => {
+                let value = caps
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map_or(&[][..], |c| c.1);
+                encode_into(value, out);
+            }
+        }
+    }
 }
 
 /// The lines of a file with their 1-based numbers; `\n` or `\r\n` ends a line. A UTF-8
@@ -778,6 +803,9 @@ fn check_line(line: &[u8], max: usize) -> Result<&str, String> {
 enum Entry {
     /// `Name: value`.
     Set(String, String),
+    /// `Name: value` where the value uses what the pattern captures (`:name`, `:splat`),
+    /// as on Cloudflare; the values are percent-encoded, so they add no control character.
+    SetFrom(String, Vec<Part>),
     /// `! Name`: removes what broader blocks (and the server's defaults) set.
     Detach(String),
 }
@@ -826,9 +854,19 @@ impl HeaderRules {
                 let Some(block) = blocks.last_mut() else {
                     return Err(err(n, "a header line before any path pattern".into()));
                 };
-                block
-                    .entries
-                    .push(parse_entry(trimmed).map_err(|r| err(n, r))?);
+                let entry = match parse_entry(trimmed).map_err(|r| err(n, r))? {
+                    Entry::Set(name, value) if value.contains(':') => {
+                        let parts = template(&value, &block.pattern.names(), |_| Ok(()))
+                            .map_err(|r| err(n, r))?;
+                        if parts.iter().any(|p| matches!(p, Part::Var(_))) {
+                            Entry::SetFrom(name, parts)
+                        } else {
+                            Entry::Set(name, value)
+                        }
+                    }
+                    entry => entry,
+                };
+                block.entries.push(entry);
             } else {
                 if blocks.len() == MAX_HEADER_BLOCKS {
                     return Err(err(n, format!("more than {MAX_HEADER_BLOCKS} blocks")));
@@ -871,7 +909,7 @@ impl HeaderRules {
     /// The fields for a response that is not a file's: the `--header` ones.
     pub fn global(&self) -> Fields<'_> {
         let mut f = Fields::default();
-        f.apply(&self.global);
+        f.apply(&self.global, &Vec::new());
         f
     }
 
@@ -884,8 +922,8 @@ impl HeaderRules {
         }
         for i in self.index.candidates(path) {
             let block = &self.blocks[i];
-            if block.pattern.matches(host, path).is_some() {
-                f.apply(&block.entries);
+            if let Some(caps) = block.pattern.matches(host, path) {
+                f.apply(&block.entries, &caps);
             }
         }
         f
@@ -897,7 +935,7 @@ pub fn check_header(field: &str) -> Result<(), String> {
     check_line(field.as_bytes(), HEADER_LINE_MAX)?;
     match parse_entry(field.trim())? {
         Entry::Detach(_) => Err("a --header sets a field (Name: value)".into()),
-        Entry::Set(..) => Ok(()),
+        Entry::Set(..) | Entry::SetFrom(..) => Ok(()),
     }
 }
 
@@ -960,31 +998,39 @@ pub struct Fields<'a> {
 }
 
 impl<'a> Fields<'a> {
-    fn apply(&mut self, entries: &'a [Entry]) {
+    fn apply(&mut self, entries: &'a [Entry], caps: &Captures<'_>) {
         for e in entries {
             match e {
-                Entry::Set(name, value) => {
-                    match self
-                        .set
-                        .iter_mut()
-                        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-                    {
-                        // An empty value adds nothing to a list (RFC 9110 §5.6.1).
-                        Some((_, v)) if v.is_empty() => *v = Cow::Borrowed(value),
-                        Some(_) if value.is_empty() => {}
-                        Some((_, v)) => {
-                            let joined = v.to_mut();
-                            joined.push_str(", ");
-                            joined.push_str(value);
-                        }
-                        None => self.set.push((name, Cow::Borrowed(value))),
-                    }
+                Entry::Set(name, value) => self.set(name, Cow::Borrowed(value)),
+                Entry::SetFrom(name, parts) => {
+                    let mut value = String::new();
+                    render_parts(parts, caps, &mut value);
+                    self.set(name, Cow::Owned(value));
                 }
                 Entry::Detach(name) => {
                     self.set.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
                     self.detached.push(name);
                 }
             }
+        }
+    }
+
+    /// Sets `name`, or adds `value` to the values it has.
+    fn set(&mut self, name: &'a str, value: Cow<'a, str>) {
+        match self
+            .set
+            .iter_mut()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        {
+            // An empty value adds nothing to a list (RFC 9110 §5.6.1).
+            Some((_, v)) if v.is_empty() => *v = value,
+            Some(_) if value.is_empty() => {}
+            Some((_, v)) => {
+                let joined = v.to_mut();
+                joined.push_str(", ");
+                joined.push_str(&value);
+            }
+            None => self.set.push((name, value)),
         }
     }
 

@@ -102,8 +102,8 @@ fn find_by_trying_all(
 fn fields_by_trying_all<'a>(h: &'a HeaderRules, host: Option<&str>, path: &[u8]) -> Fields<'a> {
     let mut f = h.global();
     for block in &h.blocks {
-        if block.pattern.matches(host, path).is_some() {
-            f.apply(&block.entries);
+        if let Some(caps) = block.pattern.matches(host, path) {
+            f.apply(&block.entries, &caps);
         }
     }
     f
@@ -1527,4 +1527,24 @@ fn an_empty_value_adds_nothing_to_a_joined_field() {
     let h = headers("/*\n  X-A:\n  X-B: 1\n/a\n  X-A: 2\n  X-B:\n", &[]);
     assert_eq!(render(&h.for_path(None, b"/a")), "X-A: 2 | X-B: 1");
     assert_eq!(render(&h.for_path(None, b"/b")), "X-A:  | X-B: 1");
+}
+
+#[test]
+fn header_values_use_what_the_pattern_captures() {
+    let h = headers(
+        "/movies/:title\n  X-Movie: watching :title\n  X-Other: :nope stays, https://a:1/x\n\
+         /files/*\n  Content-Disposition: attachment; filename=\":splat\"\n",
+        &[],
+    );
+    let f = h.for_path(None, b"/movies/up");
+    assert_eq!(
+        render(&f),
+        "X-Movie: watching up | X-Other: :nope stays, https://a:1/x"
+    );
+    // A captured value is percent-encoded: no CR, LF or quote can reach the field.
+    let f = h.for_path(None, b"/files/a b\r\nSet-Cookie: x\"y");
+    assert_eq!(
+        render(&f),
+        "Content-Disposition: attachment; filename=\"a%20b%0D%0ASet-Cookie:%20x%22y\""
+    );
 }
