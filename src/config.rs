@@ -1213,6 +1213,12 @@ mod tests {
             &["--zero-copy-mem", "0M"],
             &["--health-path", "health"],
             &["--health-path", "/a?b"],
+            &["--site-rules", "maybe"],
+            &["--header", "no colon"],
+            &["--header", "Content-Length: 5"],
+            &["--header", "X-A: b\rSet-Cookie: c"],
+            &["--header", "! X-A"],
+            &["--clean-urls=yes"],
             &["stray"],
         ] {
             let err = run(args).expect_err(&format!("{args:?} should fail"));
@@ -1221,5 +1227,38 @@ mod tests {
                 "{args:?}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn site_rule_options_and_their_environment() {
+        let c = cfg(&[
+            "--header",
+            "X-A: 1",
+            "--header=X-B: two words",
+            "--clean-urls",
+        ]);
+        assert_eq!(c.headers, ["X-A: 1", "X-B: two words"]);
+        assert!(c.clean_urls && c.site_rules);
+        assert!(!cfg(&["--site-rules", "off"]).site_rules);
+        assert!(!Config::default().clean_urls && Config::default().site_rules);
+        // One field per line in the environment; the command line adds to them.
+        let c = match with_env(
+            &[
+                ("POOLSERVE_HEADER", "X-A: 1\nX-B: 2\n"),
+                ("POOLSERVE_SITE_RULES", "off"),
+            ],
+            &["--header", "X-C: 3"],
+        ) {
+            Ok(CliAction::Run(c)) => c,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(c.headers, ["X-A: 1", "X-B: 2", "X-C: 3"]);
+        assert!(!c.site_rules);
+        let err = with_env(&[("POOLSERVE_HEADER", "X-A: 1\nDate: now")], &[]).unwrap_err();
+        assert!(
+            err.0
+                .starts_with("POOLSERVE_HEADER: --header \"Date: now\""),
+            "{err}"
+        );
     }
 }
