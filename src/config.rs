@@ -737,8 +737,12 @@ impl Config {
                     }
                 }
                 "--header" => {
-                    // The environment variable holds one field per line.
-                    for field in value("--header")?.lines().filter(|l| !l.trim().is_empty()) {
+                    // The environment variable holds one field per line (`\n`): a CR left in
+                    // a field is refused by `check_header`, so `\r\n` can never split one.
+                    for field in value("--header")?
+                        .split('\n')
+                        .filter(|l| !l.trim().is_empty())
+                    {
                         crate::site_rules::check_header(field)
                             .map_err(|e| ConfigError(format!("--header {field:?}: {e}")))?;
                         cfg.headers.push(field.trim().to_string());

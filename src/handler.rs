@@ -340,7 +340,10 @@ impl<'a> Ask<'a> {
                 }
                 match resolve::resolve(root, target, None, &options(shared)) {
                     Ok(Resolved::File(file)) => self.file_as(file, root, key),
-                    Ok(Resolved::Redirect(_)) | Err(HttpError::NotFound) => {
+                    // A target the resolver refuses (one that climbs out of the root, a bad
+                    // escape) is the rule's fault, not the request's: it is not there.
+                    Ok(Resolved::Redirect(_))
+                    | Err(HttpError::NotFound | HttpError::Traversal | HttpError::BadRequest(_)) => {
                         shared.cache.insert_missing(target, epoch);
                         self.not_found_page(shared)
                     }
@@ -534,7 +537,8 @@ impl<'a> Ask<'a> {
         h.header("Content-Type", "text/plain; charset=utf-8")
             .header("Content-Length", body.len())
             .header("Cache-Control", "no-store");
-        write_fields(&mut h, &self.global(), false);
+        // Its body is ours, so is its type: a `--header` Content-Type would make two.
+        write_fields(&mut h, &self.global(), true);
         connection_header(&mut h, self.head.version, self.keep);
         let mut bytes = h.finish();
         let head_len = bytes.len();
@@ -740,8 +744,12 @@ impl<'a> Ask<'a> {
             }
             Plan::Multipart(ranges) => {
                 let boundary = conditional::boundary(&c.etag);
-                let layout =
-                    conditional::multipart_layout(&ranges, c.len, c.content_type, &boundary);
+                // Each part has the representation's type: the rules' when they set one.
+                let part_type = fields
+                    .pairs()
+                    .find(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+                    .map_or(c.content_type, |(_, v)| v);
+                let layout = conditional::multipart_layout(&ranges, c.len, part_type, &boundary);
                 out.header(
                     "Content-Type",
                     format!("multipart/byteranges; boundary={boundary}"),
