@@ -105,7 +105,7 @@ pub(crate) fn put_reply(
             if created {
                 h.header("Content-Length", 0u64);
             }
-            write_fields(&mut h, fields, false);
+            write_fields(&mut h, fields, &[]);
             connection_header(&mut h, version, keep);
             Reply {
                 status,
@@ -208,14 +208,14 @@ impl<'a> Ask<'a> {
                 } else {
                     self.fields()
                 };
-                write_fields(&mut h, &fields, false);
+                write_fields(&mut h, &fields, &[]);
                 return Ok(self.empty(h, Status::NoContent));
             }
             Method::Delete if config.allow_write => {
                 return Ok(match upload::delete(head, shared) {
                     Ok(()) => {
                         let mut h = Head::new(Status::NoContent);
-                        write_fields(&mut h, &self.global(), false);
+                        write_fields(&mut h, &self.global(), &[]);
                         self.empty(h, Status::NoContent)
                     }
                     Err(e) => self.error(e),
@@ -514,7 +514,7 @@ impl<'a> Ask<'a> {
         if !fields.names("X-Content-Type-Options") {
             h.header("X-Content-Type-Options", "nosniff");
         }
-        write_fields(&mut h, &fields, false);
+        write_fields(&mut h, &fields, &[]);
         connection_header(&mut h, self.head.version, self.keep);
         let body = match page {
             PageRep::Memory(entry) => Source::Memory(entry, 0),
@@ -537,8 +537,8 @@ impl<'a> Ask<'a> {
         h.header("Content-Type", "text/plain; charset=utf-8")
             .header("Content-Length", body.len())
             .header("Cache-Control", "no-store");
-        // Its body is ours, so is its type: a `--header` Content-Type would make two.
-        write_fields(&mut h, &self.global(), true);
+        // Its body is ours, so are its type and its caching: a `--header` would make two.
+        write_fields(&mut h, &self.global(), &["content-type", "cache-control"]);
         connection_header(&mut h, self.head.version, self.keep);
         let mut bytes = h.finish();
         let head_len = bytes.len();
@@ -732,8 +732,14 @@ impl<'a> Ask<'a> {
                 out.header("Content-Type", c.content_type);
             }
         }
-        // A multipart body's Content-Type carries its boundary: only ours will do.
-        write_fields(&mut out, &fields, multipart);
+        // RFC 9110 §15.4.5: a 304 sends no content metadata (its Content-Type would describe
+        // no content); a multipart body's Content-Type carries its boundary, so only ours.
+        let ours: &[&str] = if multipart || status == Status::NotModified {
+            &["content-type"]
+        } else {
+            &[]
+        };
+        write_fields(&mut out, &fields, ours);
         connection_header(&mut out, self.head.version, self.keep);
         let body = match plan {
             Plan::NotModified => no_body(out),
@@ -918,10 +924,11 @@ fn canned(
     Outgoing::bytes(bytes, head_len)
 }
 
-/// Writes the rules' fields into a head (without `Content-Type` when `own_type`).
-fn write_fields(h: &mut Head, fields: &Fields, own_type: bool) {
+/// Writes the rules' fields into a head, but for the names in `ours` (lower case), which
+/// this answer writes itself.
+fn write_fields(h: &mut Head, fields: &Fields, ours: &[&str]) {
     for (name, value) in fields.pairs() {
-        if !(own_type && name.eq_ignore_ascii_case("content-type")) {
+        if !ours.iter().any(|o| o.eq_ignore_ascii_case(name)) {
             h.header(name, value);
         }
     }

@@ -67,6 +67,24 @@ pub const PROTECTED: &[&str] = &[
     "location",
 ];
 
+/// Fields that hold one value, not a list (RFC 9110 §5.3): when several blocks set one, the
+/// last in file order wins, since joining them with `, ` would make a value no client reads
+/// (`text/html, text/plain`, two origins). Cloudflare joins every name alike.
+pub const SINGLE_VALUED: &[&str] = &[
+    "content-type",
+    "content-disposition",
+    "content-location",
+    "access-control-allow-origin",
+    "access-control-allow-credentials",
+    "access-control-max-age",
+    "strict-transport-security",
+    "x-frame-options",
+    "x-content-type-options",
+    "expires",
+    "retry-after",
+    "age",
+];
+
 /// A rule file that cannot be used: where and why, displayed as `file:line: reason`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuleError {
@@ -468,8 +486,9 @@ impl RuleStatus {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Part {
     Text(String),
-    /// A placeholder of the source, or `splat`.
-    Var(String),
+    /// A placeholder of the source, or `splat`; `true` when it stands in the query, where
+    /// `&`, `=` and `+` are encoded too, so a value cannot add a parameter.
+    Var(String, bool),
 }
 
 /// One `_redirects` rule.
@@ -639,10 +658,20 @@ pub fn location_guard(target: &mut String) {
 /// except `%`, `?`, `#`, `\` and anything outside visible ASCII, so a captured value can
 /// neither end the path, nor add a header line, nor turn into another host.
 pub fn encode_into(bytes: &[u8], out: &mut String) {
+    percent_encode(bytes, b"-._~!$&'()*+,;=:@/", out);
+}
+
+/// Appends `bytes` percent-encoded for a query value: only unreserved bytes and `/` stay, so
+/// a value cannot end the query nor add a parameter (`&`, `=`) to it.
+fn encode_query_into(bytes: &[u8], out: &mut String) {
+    percent_encode(bytes, b"-._~/", out);
+}
+
+/// Appends `bytes` with every byte but ASCII letters, digits and `keep` as `%XX`.
+fn percent_encode(bytes: &[u8], keep: &[u8], out: &mut String) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for &b in bytes {
-        let keep = b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/".contains(&b);
-        if keep {
+        if b.is_ascii_alphanumeric() || keep.contains(&b) {
             out.push(b as char);
         } else {
             out.push('%');
@@ -736,7 +765,9 @@ fn template(
         let name = &after[..len];
         let is_name = len > 0 && !name.as_bytes()[0].is_ascii_digit();
         if !is_name || !names.contains(&name) {
-            if is_name {
+            // `/wiki/Help:Contents` is text; `/:nmae` is a typo worth an error.
+            let segment_start = (at == 0 && plain.ends_with('/')) || rest[..at].ends_with('/');
+            if is_name && segment_start {
                 unknown(name)?;
             }
             plain.push_str(&rest[..=at]);
@@ -744,10 +775,14 @@ fn template(
             continue;
         }
         plain.push_str(&rest[..at]);
+        let in_query = parts
+            .iter()
+            .any(|p| matches!(p, Part::Text(t) if t.contains('?')))
+            || plain.contains('?');
         if !plain.is_empty() {
             parts.push(Part::Text(std::mem::take(&mut plain)));
         }
-        parts.push(Part::Var(name.to_string()));
+        parts.push(Part::Var(name.to_string(), in_query));
         rest = &after[len..];
     }
     plain.push_str(rest);
@@ -763,12 +798,16 @@ fn render_parts(parts: &[Part], caps: &Captures<'_>, out: &mut String) {
     for part in parts {
         match part {
             Part::Text(t) => out.push_str(t),
-            Part::Var(name) => {
+            Part::Var(name, in_query) => {
                 let value = caps
                     .iter()
                     .find(|(n, _)| n == name)
                     .map_or(&[][..], |c| c.1);
-                encode_into(value, out);
+                if *in_query {
+                    encode_query_into(value, out);
+                } else {
+                    encode_into(value, out);
+                }
             }
         }
     }
@@ -858,7 +897,7 @@ impl HeaderRules {
                     Entry::Set(name, value) if value.contains(':') => {
                         let parts = template(&value, &block.pattern.names(), |_| Ok(()))
                             .map_err(|r| err(n, r))?;
-                        if parts.iter().any(|p| matches!(p, Part::Var(_))) {
+                        if parts.iter().any(|p| matches!(p, Part::Var(..))) {
                             Entry::SetFrom(name, parts)
                         } else {
                             Entry::Set(name, value)
@@ -1015,15 +1054,24 @@ impl<'a> Fields<'a> {
         }
     }
 
-    /// Sets `name`, or adds `value` to the values it has.
+    /// Sets `name`, or adds `value` to the values it has: joined with `, ` for a list, in
+    /// place of them for a [`SINGLE_VALUED`] field, and as a field line of its own for
+    /// `Set-Cookie` (RFC 9110 §5.3: its values cannot be joined).
     fn set(&mut self, name: &'a str, value: Cow<'a, str>) {
+        if name.eq_ignore_ascii_case("set-cookie") {
+            if !value.is_empty() {
+                self.set.push((name, value));
+            }
+            return;
+        }
+        let single = SINGLE_VALUED.iter().any(|s| s.eq_ignore_ascii_case(name));
         match self
             .set
             .iter_mut()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
         {
             // An empty value adds nothing to a list (RFC 9110 §5.6.1).
-            Some((_, v)) if v.is_empty() => *v = value,
+            Some((_, v)) if v.is_empty() || single => *v = value,
             Some(_) if value.is_empty() => {}
             Some((_, v)) => {
                 let joined = v.to_mut();

@@ -1548,3 +1548,42 @@ fn header_values_use_what_the_pattern_captures() {
         "Content-Disposition: attachment; filename=\"a%20b%0D%0ASet-Cookie:%20x%22y\""
     );
 }
+
+#[test]
+fn single_valued_fields_take_the_last_value_and_cookies_keep_their_own_lines() {
+    let h = headers(
+        "/*\n  Content-Type: text/plain\n  Access-Control-Allow-Origin: https://a.example\n  Set-Cookie: a=1\n  Cache-Control: public\n\
+         /x\n  Content-Type: text/html\n  Access-Control-Allow-Origin: https://b.example\n  Set-Cookie: b=2\n  Cache-Control: max-age=9\n",
+        &[],
+    );
+    assert_eq!(
+        render(&h.for_path(None, b"/x")),
+        "Content-Type: text/html | Access-Control-Allow-Origin: https://b.example | Set-Cookie: a=1 \
+         | Cache-Control: public, max-age=9 | Set-Cookie: b=2"
+    );
+}
+
+#[test]
+fn target_text_with_colons_and_captures_in_queries() {
+    let r = redirects(
+        "/help /wiki/Help:Contents 301\n/s/:q /search?q=:q&x=1 302\n/p/:q /page/:q 302\n",
+    );
+    assert_eq!(
+        find(&r, None, "/help", None, false),
+        Some((301, "/wiki/Help:Contents".into()))
+    );
+    // In the query a captured `&`, `=` or `+` cannot add a parameter; in the path they stay.
+    assert_eq!(
+        find(&r, None, "/s/a&admin=1+2", None, false),
+        Some((302, "/search?q=a%26admin%3D1%2B2&x=1".into()))
+    );
+    assert_eq!(
+        find(&r, None, "/p/a&b=c", None, false),
+        Some((302, "/page/a&b=c".into()))
+    );
+    // A name that starts a segment must be captured: a typo is an error.
+    assert_eq!(
+        redirects_outcome(b"/a/:id /b/:ib 301\n"),
+        "_redirects:1: target uses :ib, which the source \"/a/:id\" does not capture"
+    );
+}
