@@ -236,11 +236,12 @@ impl<'a> Ask<'a> {
         if is_health_probe(head, shared) {
             return Ok(self.health(shared));
         }
-        if config.clean_urls {
-            if let Some(location) = clean_location(&head.path, head.query.as_deref()) {
-                return Ok(self.redirect(Status::PermanentRedirect, &location));
-            }
-        }
+        // `--clean-urls`: an `.html` file that exists is sent to its clean URL (308); a
+        // missing one goes on to the rules, which may name it (`/old.html /new 301`).
+        let clean = config
+            .clean_urls
+            .then(|| clean_location(&head.path, head.query.as_deref()))
+            .flatten();
         // The rule files are never served, whatever a catch-all rule says.
         if config.site_rules && site_rules::is_rule_file(&head.path) {
             return self.not_found_page(shared);
@@ -253,14 +254,22 @@ impl<'a> Ask<'a> {
         }
         // Before the lookup and the resolve: see `FileCache::epoch`.
         let epoch = shared.cache.epoch();
-        match shared.cache.lookup(&head.path) {
+        let lookup = shared.cache.lookup(&head.path);
+        if let (Some(location), Lookup::File(_) | Lookup::Large(..)) = (&clean, &lookup) {
+            return Ok(self.redirect(Status::PermanentRedirect, location));
+        }
+        match lookup {
             Lookup::File(entry) => return self.cached(entry),
             Lookup::Large(snapshot, meta) => return self.large(snapshot, &meta),
             Lookup::Missing => return self.missing(shared),
             Lookup::Unknown => {}
         }
         let root = &config.root;
-        match resolve::resolve(root, &head.path, head.query.as_deref(), &options(shared)) {
+        let resolved = resolve::resolve(root, &head.path, head.query.as_deref(), &options(shared));
+        if let (Some(location), Ok(Resolved::File(_))) = (&clean, &resolved) {
+            return Ok(self.redirect(Status::PermanentRedirect, location));
+        }
+        match resolved {
             Ok(Resolved::File(file)) => self.file(file, root, Some((&shared.cache, epoch))),
             Ok(Resolved::Redirect(location)) => {
                 Ok(self.redirect(Status::MovedPermanently, &location))

@@ -1077,6 +1077,8 @@ fn clean_urls_serve_and_redirect() {
         }
     }
     // A path that would read as another host stays a path.
+    d.file("evil.example/x.html", "x\n");
+    d.file("evil.example/index.html", "i\n");
     for path in ["//evil.example/x.html", "//evil.example/index.html"] {
         let r = srv.get(path);
         assert_eq!(r.status, 308, "{path}");
@@ -1090,6 +1092,24 @@ fn clean_urls_serve_and_redirect() {
     assert_eq!(one(&r, "Content-Type"), "text/html; charset=utf-8");
     let r = ask(&srv, "HEAD", "/about", "");
     assert_eq!((r.status, one(&r, "Content-Length")), (200, "6"));
+}
+
+/// An `.html` URL is sent to its clean form only when the file exists: a missing one goes to
+/// the rules, so the old `.html` addresses of a migrated site can still be redirected.
+#[test]
+fn clean_urls_leave_missing_html_paths_to_the_rules() {
+    let d = TestDir::new();
+    d.file("new.html", "new\n");
+    d.file("_redirects", "/old.html /new 301\n");
+    let srv = serve(&d, |c| c.clean_urls = true);
+    for _round in 0..2 {
+        let r = srv.get("/old.html");
+        assert_eq!((r.status, r.header("Location")), (301, Some("/new")), "{}", r.head);
+        assert_eq!(srv.get("/gone.html").status, 404);
+        let r = srv.get("/new.html");
+        assert_eq!((r.status, r.header("Location")), (308, Some("/new")));
+        assert_eq!(srv.get("/new").text(), "new\n");
+    }
 }
 
 #[test]
