@@ -63,12 +63,14 @@ pub(crate) fn answer(
     shared: &Shared,
 ) -> Reply {
     let rules = shared.rules.current();
+    let path = site_rules::match_path(&head.path);
     let ask = Ask {
         head,
         peer,
         keep,
         snapshots: &shared.snapshots,
         rules: &rules,
+        path: path.as_deref(),
     };
     let reply = match refused {
         Some(e) => Ok(ask.error(e)),
@@ -145,6 +147,8 @@ struct Ask<'a> {
     snapshots: &'a Snapshots,
     /// `_redirects`, `_headers` and `--header`, one version for the whole answer.
     rules: &'a SiteRules,
+    /// The path as rules match it ([`site_rules::match_path`]), worked out once.
+    path: Option<&'a [u8]>,
 }
 
 /// The representation chosen for a request: the file or one of its precompressed sidecars,
@@ -243,7 +247,7 @@ impl<'a> Ask<'a> {
             .then(|| clean_location(&head.path, head.query.as_deref()))
             .flatten();
         // The rule files are never served, whatever a catch-all rule says.
-        if config.site_rules && site_rules::is_rule_file(&head.path) {
+        if config.site_rules && self.path.is_some_and(site_rules::names_rule_file) {
             return self.not_found_page(shared);
         }
         // A forced rule (`301!`) applies whether or not the path exists.
@@ -287,8 +291,8 @@ impl<'a> Ask<'a> {
 
     /// The `_headers` fields for the answer about this path (with `--header`'s).
     fn fields(&self) -> Fields<'a> {
-        match site_rules::match_path(&self.head.path) {
-            Some(path) => self.rules.headers.for_path(self.host().as_deref(), &path),
+        match self.path {
+            Some(path) => self.rules.headers.for_path(self.host().as_deref(), path),
             None => self.global(),
         }
     }
@@ -313,12 +317,11 @@ impl<'a> Ask<'a> {
 
     /// The first `_redirects` rule that matches (only the forced ones with `forced_only`).
     fn rule(&self, forced_only: bool) -> Option<Action> {
-        let path = site_rules::match_path(&self.head.path)?;
         let host = self.host();
         let query = self.head.query.as_deref();
         self.rules
             .redirects
-            .find(host.as_deref(), &path, query, forced_only)
+            .find(host.as_deref(), self.path?, query, forced_only)
     }
 
     /// A path that does not exist: the first matching `_redirects` rule, else

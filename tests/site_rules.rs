@@ -1104,7 +1104,12 @@ fn clean_urls_leave_missing_html_paths_to_the_rules() {
     let srv = serve(&d, |c| c.clean_urls = true);
     for _round in 0..2 {
         let r = srv.get("/old.html");
-        assert_eq!((r.status, r.header("Location")), (301, Some("/new")), "{}", r.head);
+        assert_eq!(
+            (r.status, r.header("Location")),
+            (301, Some("/new")),
+            "{}",
+            r.head
+        );
         assert_eq!(srv.get("/gone.html").status, 404);
         let r = srv.get("/new.html");
         assert_eq!((r.status, r.header("Location")), (308, Some("/new")));
