@@ -5,17 +5,27 @@
 //! pool, so every answer is table-tested on a temporary directory.
 //!
 //! The pipeline, in order ([`answer`]):
-//! 1. method: GET and HEAD are served, OPTIONS lists what is allowed, DELETE (with
-//!    `--allow-write`) goes to [`upload::delete`], anything else is 405 with `Allow`;
+//! 1. method: GET and HEAD are served, OPTIONS lists what is allowed (with the `_headers`
+//!    fields of the path: a CORS preflight), DELETE (with `--allow-write`) goes to
+//!    [`upload::delete`], anything else is 405 with `Allow`;
 //! 2. the health path, answered from the stop token;
-//! 3. the small-file cache ([`FileCache::lookup`]): a fresh file or a remembered 404;
-//! 4. [`resolve::resolve`]: a file, a slash redirect, or an error;
-//! 5. the representation: a precompressed sidecar if the client takes it
+//! 3. site rules that come first: the rule files themselves are 404, and a forced
+//!    `_redirects` rule (`301!`) applies whether or not the path exists;
+//! 4. the small-file cache ([`FileCache::lookup`]): a fresh file or a remembered 404;
+//! 5. [`resolve::resolve`]: a file (with `--clean-urls`, an existing `.html` file is sent to
+//!    its clean URL, and a missing `/about` is `about.html`), a slash redirect, or an error;
+//! 6. the representation: a precompressed sidecar if the client takes it
 //!    ([`encoding::choose`]), from the cache or from disk;
-//! 6. conditionals, then ranges ([`conditional::evaluate`], RFC 9110 §13 and §14);
-//! 7. not found: the `--fallback` page for a path without an extension, else the `--404`
-//!    page, else the built-in page. Both pages are loaded once and revalidated like cached
-//!    files ([`FileCache::page`]), so a deep link of a single-page app costs no system call.
+//! 7. conditionals, then ranges ([`conditional::evaluate`], RFC 9110 §13 and §14);
+//! 8. not found: the first matching `_redirects` rule (a redirect, a rewrite served like a
+//!    request for its target but never ruled again, or a 404/410/451 page), else the
+//!    `--fallback` page for a path without an extension, else the `--404` page, else the
+//!    built-in page. Both pages are loaded once and revalidated like cached files
+//!    ([`FileCache::page`]), so a deep link of a single-page app costs no system call.
+//!
+//! Every answer carries the `--header` fields; the answers about a path's file (200, 206,
+//! 304, its 404 and the pages of rules) carry its `_headers` blocks too, which may replace
+//! the defaults they name, never the framing or the validators ([`site_rules::PROTECTED`]).
 //!
 //! Request errors become a status in one place, [`HttpError::status`]. The keep-alive flag
 //! comes in decided (the rule lives in `connection.rs`); an answer may only narrow it, when

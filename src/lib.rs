@@ -25,9 +25,11 @@
 //! discarding unused bodies, decoding uploads), [`resolve`] (URL path → file, safely, for
 //! reads and writes), [`conditional`] (validators, preconditions, ranges), [`encoding`]
 //! (choosing a precompressed sidecar), [`mime`], [`http_date`], [`access`] (access-log
-//! lines), [`config`] (limits, CLI and environment). The answer: `handler` (a parsed request
-//! → a reply: method, health, cache, path, representation, conditionals and ranges, pages;
-//! no socket, keeper or pool). Files: `cache` (small files and the configured pages) and
+//! lines), [`config`] (limits, CLI and environment), [`site_rules`] (`_redirects`,
+//! `_headers` and `--header`: parsing, limits, matching). The answer: `handler` (a parsed
+//! request → a reply: method, health, site rules, cache, path, representation, conditionals
+//! and ranges, pages; no socket, keeper or pool). Files: `rules_file` (the site rules in
+//! force, reloaded when their files change), `cache` (small files and the configured pages) and
 //! `upload` (PUT and DELETE decisions, atomic uploads, and the start-up sweep of the
 //! temporary files a crash leaves). Sockets: `connection` (one connection while a worker holds it: its phase, reading, the keep-alive rule, expiry),
 //! `outgoing` (resumable responses) and `keeper` (parked connections; a socket stays
