@@ -591,25 +591,11 @@ pub struct Redirects {
 impl Redirects {
     /// Parses a `_redirects` file (`file` names it in errors).
     pub fn parse(file: &str, text: &[u8]) -> Result<Redirects, RuleError> {
-        let err = |line: usize, reason: String| RuleError {
-            file: file.to_string(),
-            line,
-            reason,
-        };
-        if text.len() > REDIRECTS_MAX_BYTES {
-            return Err(err(
-                0,
-                format!(
-                    "{} bytes, more than the {REDIRECTS_MAX_BYTES} allowed",
-                    text.len()
-                ),
-            ));
-        }
+        let err = |line: usize, reason: String| rule_error(file, line, reason);
         let mut out = Redirects::default();
         out.index.trim_slash = true;
         let (mut statics, mut dynamics) = (0, 0);
-        for (n, line) in lines(text) {
-            let line = check_line(line, REDIRECT_LINE_MAX).map_err(|r| err(n, r))?;
+        for (n, line) in checked_lines(file, text, REDIRECTS_MAX_BYTES, REDIRECT_LINE_MAX)? {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
                 continue;
@@ -888,6 +874,36 @@ fn lines(text: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
     })
 }
 
+/// The error for `line` of `file` (0: the file as a whole).
+fn rule_error(file: &str, line: usize, reason: String) -> RuleError {
+    RuleError {
+        file: file.to_string(),
+        line,
+        reason,
+    }
+}
+
+/// The numbered lines of a rule file, each checked by [`check_line`], when the file is at
+/// most `max_bytes` long.
+fn checked_lines<'t>(
+    file: &str,
+    text: &'t [u8],
+    max_bytes: usize,
+    max_chars: usize,
+) -> Result<Vec<(usize, &'t str)>, RuleError> {
+    if text.len() > max_bytes {
+        let reason = format!("{} bytes, more than the {max_bytes} allowed", text.len());
+        return Err(rule_error(file, 0, reason));
+    }
+    lines(text)
+        .map(|(n, line)| {
+            check_line(line, max_chars)
+                .map(|l| (n, l))
+                .map_err(|r| rule_error(file, n, r))
+        })
+        .collect()
+}
+
 /// A line as text: UTF-8, at most `max` characters, and no control character but tab (a
 /// stray CR or a NUL could split a response or hide a rule).
 fn check_line(line: &[u8], max: usize) -> Result<&str, String> {
@@ -933,23 +949,9 @@ pub struct HeaderRules {
 impl HeaderRules {
     /// Parses a `_headers` file (`file` names it in errors).
     pub fn parse(file: &str, text: &[u8]) -> Result<HeaderRules, RuleError> {
-        let err = |line: usize, reason: String| RuleError {
-            file: file.to_string(),
-            line,
-            reason,
-        };
-        if text.len() > HEADERS_MAX_BYTES {
-            return Err(err(
-                0,
-                format!(
-                    "{} bytes, more than the {HEADERS_MAX_BYTES} allowed",
-                    text.len()
-                ),
-            ));
-        }
+        let err = |line: usize, reason: String| rule_error(file, line, reason);
         let mut blocks: Vec<Block> = Vec::new();
-        for (n, line) in lines(text) {
-            let line = check_line(line, HEADER_LINE_MAX).map_err(|r| err(n, r))?;
+        for (n, line) in checked_lines(file, text, HEADERS_MAX_BYTES, HEADER_LINE_MAX)? {
             let trimmed = line.trim();
             if trimmed.is_empty() || trimmed.starts_with('#') {
                 continue;
