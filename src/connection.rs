@@ -716,7 +716,13 @@ pub(crate) fn expire(mut conn: Conn, shared: &Shared) -> Option<Lingering> {
     }
     let log = Entry::new(shared.config.access_log, None, Instant::now());
     let status = HttpError::HeadTimeout.status();
-    let (bytes, body) = response::status_response(status, false, Some("close"), &[]);
+    // The `--header` fields as fixed at start-up: the keeper does not consult the rules.
+    let fields: Vec<(&str, &str)> = shared
+        .fixed_fields
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    let (bytes, body) = response::status_response(status, false, Some("close"), &fields);
     let complete = (&conn.stream).write(&bytes).is_ok_and(|n| n == bytes.len());
     if let Some(entry) = log {
         entry.write(

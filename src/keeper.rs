@@ -54,7 +54,6 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use crate::config::{Limits, LINGER_MAX_BYTES};
 use crate::connection::{self, Conn, Waiting};
 use crate::pool::{Job, ReadyQueue, STALL_AFTER};
-use crate::response::OVERLOADED;
 use crate::state::{OpenGuard, Shared};
 
 /// `Slot::readied`: the socket reported readiness while a worker had the connection.
@@ -258,7 +257,7 @@ impl Kind {
 /// sent so far (up to one maximal head), so the close sends FIN rather than RST, and closes
 /// at once.
 pub(crate) fn shed(linger: Lingering, shared: &Shared) -> Option<Lingering> {
-    (&linger.stream).write_all(OVERLOADED).ok()?;
+    (&linger.stream).write_all(&shared.overloaded).ok()?;
     let cap = shared.config.limits.max_connections;
     if shared.open() > cap + crate::config::room_for(cap) {
         // Bounded by one maximal head: this runs on the acceptor, which must never be held

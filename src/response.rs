@@ -183,6 +183,24 @@ Content-Length: 31\r\n\
 \r\n\
 server busy, retry in a second\n";
 
+/// [`OVERLOADED`] with the `--header` fields in it (`fields`: name and value, checked at
+/// start-up), built once, so the acceptor still writes a constant.
+pub fn overloaded(fields: &[(String, String)]) -> Vec<u8> {
+    let at = OVERLOADED
+        .windows(b"Connection: ".len())
+        .position(|w| w == b"Connection: ")
+        .unwrap_or(OVERLOADED.len());
+    let mut out = OVERLOADED[..at].to_vec();
+    for (name, value) in fields {
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(&OVERLOADED[at..]);
+    out
+}
+
 /// A response head under construction. Always starts with the status line, `Date` and
 /// `Server`; [`Head::finish`] adds the blank line. Built with plain byte copies, not the
 /// `fmt` machinery: a head is built for every response (issue 7).
@@ -329,4 +347,22 @@ pub fn status_response(
     }
     bytes.extend_from_slice(page.as_bytes());
     (bytes, page.len() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_canned_503_takes_the_header_fields_before_its_connection_field() {
+        assert_eq!(overloaded(&[]), OVERLOADED);
+        let with = overloaded(&[("X-A".into(), "1".into()), ("X-B".into(), "".into())]);
+        let text = String::from_utf8(with).unwrap();
+        assert!(
+            text.starts_with("HTTP/1.1 503 Service Unavailable\r\n")
+                && text.contains("Retry-After: 1\r\nX-A: 1\r\nX-B: \r\nConnection: close\r\n")
+                && text.ends_with("\r\n\r\nserver busy, retry in a second\n"),
+            "{text}"
+        );
+    }
 }

@@ -1045,6 +1045,13 @@ pub fn check_header(field: &str) -> Result<(), String> {
     }
 }
 
+/// The name and value of a `--header` field that [`check_header`] accepted, trimmed (so it
+/// is written `Name: value` however it was spaced).
+pub fn split_field(field: &str) -> Option<(&str, &str)> {
+    let (name, value) = field.split_once(':')?;
+    Some((name.trim(), value.trim()))
+}
+
 /// The `--header` fields as entries (each checked by [`check_header`]).
 fn parse_globals(global: &[String]) -> Result<Vec<Entry>, RuleError> {
     global

@@ -25,6 +25,11 @@ pub(crate) struct Shared {
     pub snapshots: Snapshots,
     /// `_redirects`, `_headers` and `--header`, reloaded when the files change.
     pub rules: RuleFiles,
+    /// The `--header` fields as name and value, for the answers written where the rules are
+    /// not consulted (the acceptor's 503, the keeper's 408): fixed at start-up.
+    pub fixed_fields: Vec<(String, String)>,
+    /// The acceptor's 503 with those fields ([`crate::response::overloaded`]).
+    pub overloaded: Vec<u8>,
     /// The access log's queue (the `access-log` thread writes it to stdout).
     pub access: Sink,
     /// Serializes the commit of writes (PUT rename, DELETE) with their precondition check.
@@ -72,8 +77,16 @@ impl Shared {
     /// [`Shared::new`] with the site rules already loaded (`Server::bind` refuses to start
     /// on a malformed rule file; see [`RuleFiles::load`]).
     pub fn with_rules(config: Config, shutdown: Shutdown, rules: RuleFiles) -> Arc<Shared> {
+        let fixed_fields: Vec<(String, String)> = config
+            .headers
+            .iter()
+            .filter_map(|f| crate::site_rules::split_field(f))
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
         Arc::new(Shared {
             rules,
+            overloaded: crate::response::overloaded(&fixed_fields),
+            fixed_fields,
             cache: FileCache::new(config.cache_valid),
             snapshots: Snapshots::new(config.zero_copy_mem, config.zero_copy_files),
             // The queue's slots are allocated up front (4096 lines, about 128 KiB touched):

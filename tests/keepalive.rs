@@ -133,11 +133,31 @@ fn idle_keep_alive_connections_are_closed_after_the_timeout() {
     );
 }
 
+/// A partial head that then goes quiet waits with the keeper, which writes the 408 itself:
+/// with the `--header` fields fixed at start-up (it never consults the rule files).
+#[test]
+fn a_quiet_partial_head_gets_the_keepers_408_with_the_header_fields() {
+    let d = site();
+    let mut c = support::config(&d.path);
+    c.limits.head_timeout = Duration::from_millis(300);
+    c.headers = vec!["X-G:g".into()];
+    let srv = TestServer::with_config(c);
+    let mut s = srv.connect();
+    s.write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n").unwrap();
+    let mut got = Vec::new();
+    use std::io::Read;
+    let _ = s.read_to_end(&mut got);
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 408 "), "{text}");
+    assert!(text.contains("\r\nX-G: g\r\n"), "{text}");
+}
+
 #[test]
 fn a_slow_head_gets_408_at_the_deadline_over_the_whole_head() {
     let d = site();
     let mut c = support::config(&d.path);
     c.limits.head_timeout = Duration::from_millis(600);
+    c.headers = vec!["X-G :  g".into()]; // written by the keeper too, as `Name: value`
     let srv = TestServer::with_config(c);
     let mut s = srv.connect();
     let t = Instant::now();
@@ -160,6 +180,7 @@ fn a_slow_head_gets_408_at_the_deadline_over_the_whole_head() {
     let text = String::from_utf8_lossy(&got);
     assert!(text.starts_with("HTTP/1.1 408 "), "{text}");
     assert!(text.contains("Connection: close"));
+    assert!(text.contains("\r\nX-G: g\r\n"), "{text}");
     assert!(t.elapsed() < Duration::from_secs(3));
 }
 

@@ -39,7 +39,8 @@ fn one_held_worker(
 #[test]
 fn a_full_queue_answers_503_with_retry_after_at_once() {
     let d = TestDir::new();
-    let (srv, gate, mut a) = one_held_worker(&d, 1, |_| {});
+    // With a `--header` field, which the canned answer carries too (built at start-up).
+    let (srv, gate, mut a) = one_held_worker(&d, 1, |c| c.headers = vec!["X-G :  g".into()]);
 
     // B fills the queue; C overflows it.
     let mut b = srv.connect();
@@ -56,6 +57,7 @@ fn a_full_queue_answers_503_with_retry_after_at_once() {
     assert_eq!(r.status, 503);
     assert_eq!(r.header("Retry-After"), Some("1"));
     assert_eq!(r.header("Connection"), Some("close"));
+    assert!(r.head.contains("\r\nX-G: g\r\n"), "{}", r.head);
     assert!(
         t.elapsed() < Duration::from_secs(1),
         "503 took {:?}",
