@@ -135,6 +135,11 @@ pub const ZERO_COPY_MEM: u64 = 64 * 1024 * 1024;
 /// instead of spinning, doubling from 5 ms.
 pub const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
+/// Least time between two looks at the rule files (`_redirects`, `_headers`), whatever
+/// `--cache-valid` says: with `--cache-valid 0` every request would otherwise cost two
+/// `statx`; a change is still seen within a tenth of a second.
+pub const RULES_CHECK_MIN: Duration = Duration::from_millis(100);
+
 /// How long the small-file cache trusts an entry before resolving the path again (see
 /// `cache.rs`): a changed file is served at most this long after the change, like nginx
 /// `open_file_cache_valid` (60 s there; 1 s here, because a static site redeploy should show

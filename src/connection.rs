@@ -720,6 +720,7 @@ pub(crate) fn expire(mut conn: Conn, shared: &Shared) -> Option<Lingering> {
     let fields: Vec<(&str, &str)> = shared
         .fixed_fields
         .iter()
+        .filter(|(n, _)| !n.eq_ignore_ascii_case("content-type")) // the page's is ours
         .map(|(n, v)| (n.as_str(), v.as_str()))
         .collect();
     let (bytes, body) = response::status_response(status, false, Some("close"), &fields);

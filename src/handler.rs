@@ -74,6 +74,7 @@ pub(crate) fn answer(
 ) -> Reply {
     let rules = shared.rules.current();
     let path = site_rules::match_path(&head.path);
+    let host = rules.uses_hosts().then(|| host_of(head)).flatten();
     let ask = Ask {
         head,
         peer,
@@ -81,6 +82,7 @@ pub(crate) fn answer(
         snapshots: &shared.snapshots,
         rules: &rules,
         path: path.as_deref(),
+        host: host.as_deref(),
     };
     let reply = match refused {
         Some(e) => Ok(ask.error(e)),
@@ -159,6 +161,8 @@ struct Ask<'a> {
     rules: &'a SiteRules,
     /// The path as rules match it ([`site_rules::match_path`]), worked out once.
     path: Option<&'a [u8]>,
+    /// The request's host as rules match it ([`host_of`]), when a rule names a host.
+    host: Option<&'a str>,
 }
 
 /// The representation chosen for a request: the file or one of its precompressed sidecars,
@@ -302,7 +306,7 @@ impl<'a> Ask<'a> {
     /// The `_headers` fields for the answer about this path (with `--header`'s).
     fn fields(&self) -> Fields<'a> {
         match self.path {
-            Some(path) => self.rules.headers.for_path(self.host().as_deref(), path),
+            Some(path) => self.rules.headers.for_path(self.host, path),
             None => self.global(),
         }
     }
@@ -312,26 +316,12 @@ impl<'a> Ask<'a> {
         self.rules.headers.global()
     }
 
-    /// The request's host, lower case and without the port, when a rule names a host.
-    fn host(&self) -> Option<String> {
-        if !self.rules.uses_hosts() {
-            return None;
-        }
-        let host = self.head.headers.get("host")?;
-        let name = match host.strip_prefix('[') {
-            Some(v6) => v6.split(']').next().unwrap_or(v6),
-            None => host.split(':').next().unwrap_or(host),
-        };
-        Some(name.to_ascii_lowercase())
-    }
-
     /// The first `_redirects` rule that matches (only the forced ones with `forced_only`).
     fn rule(&self, forced_only: bool) -> Option<Action> {
-        let host = self.host();
         let query = self.head.query.as_deref();
         self.rules
             .redirects
-            .find(host.as_deref(), self.path?, query, forced_only)
+            .find(self.host, self.path?, query, forced_only)
     }
 
     /// A path that does not exist: the first matching `_redirects` rule, else
@@ -921,7 +911,7 @@ fn error_reply(
 }
 
 /// A generated status page as an [`Outgoing`], with the rules' `fields` (but its own
-/// `Content-Type`: the page is ours).
+/// `Content-Type`, the page being ours, and its own `extra` fields).
 fn canned(
     status: Status,
     head_only: bool,
@@ -933,12 +923,13 @@ fn canned(
     let extra = if fields.is_empty() {
         extra
     } else {
+        // The page's type and the fields this answer writes itself (`Location`,
+        // `Retry-After`, `Allow`...) stay ours: one of each.
         all = extra.to_vec();
-        all.extend(
-            fields
-                .pairs()
-                .filter(|(n, _)| !n.eq_ignore_ascii_case("content-type")),
-        );
+        all.extend(fields.pairs().filter(|(n, _)| {
+            !n.eq_ignore_ascii_case("content-type")
+                && !extra.iter().any(|(e, _)| e.eq_ignore_ascii_case(n))
+        }));
         &all[..]
     };
     let (bytes, body) = response::status_response(status, head_only, connection, extra);
@@ -954,6 +945,17 @@ fn write_fields(h: &mut Head, fields: &Fields, ours: &[&str]) {
             h.header(name, value);
         }
     }
+}
+
+/// The request's host, lower case and without the port, as `https://host/...` patterns
+/// are matched (Cloudflare ignores the port too).
+fn host_of(head: &RequestHead) -> Option<String> {
+    let host = head.headers.get("host")?;
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(v6),
+        None => host.split(':').next().unwrap_or(host),
+    };
+    Some(name.to_ascii_lowercase())
 }
 
 /// How request paths are resolved under this configuration.

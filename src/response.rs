@@ -191,7 +191,13 @@ pub fn overloaded(fields: &[(String, String)]) -> Vec<u8> {
         .position(|w| w == b"Connection: ")
         .unwrap_or(OVERLOADED.len());
     let mut out = OVERLOADED[..at].to_vec();
-    for (name, value) in fields {
+    // Its own type and `Retry-After` stay: one of each.
+    let ours = |name: &str| {
+        ["content-type", "retry-after"]
+            .iter()
+            .any(|o| o.eq_ignore_ascii_case(name))
+    };
+    for (name, value) in fields.iter().filter(|(n, _)| !ours(n)) {
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
@@ -356,7 +362,12 @@ mod tests {
     #[test]
     fn the_canned_503_takes_the_header_fields_before_its_connection_field() {
         assert_eq!(overloaded(&[]), OVERLOADED);
-        let with = overloaded(&[("X-A".into(), "1".into()), ("X-B".into(), "".into())]);
+        let with = overloaded(&[
+            ("X-A".into(), "1".into()),
+            ("Retry-After".into(), "9".into()),
+            ("content-type".into(), "x/y".into()),
+            ("X-B".into(), "".into()),
+        ]);
         let text = String::from_utf8(with).unwrap();
         assert!(
             text.starts_with("HTTP/1.1 503 Service Unavailable\r\n")

@@ -1,7 +1,10 @@
 //! The site rules in force, read from `_redirects` and `_headers` at the document root: loaded
 //! at start-up (a malformed line stops the server there, as one `file:line: reason`), then
-//! re-read when a file's mtime, length or inode changes, checked at most once per
-//! `--cache-valid` interval by whichever worker comes first, and swapped in whole. A file that
+//! re-read when a file's mtime, ctime, length or inode changes, checked at most once per
+//! `--cache-valid` interval (and no more often than [`RULES_CHECK_MIN`]) by whichever worker
+//! comes first, and swapped in whole. A rule file is read only when it is a regular file no
+//! larger than its limit, opened without blocking: a FIFO or `/dev/zero` put there cannot
+//! hang or fill a worker. A file that
 //! is malformed on reload leaves the old rules in force and logs one warning with its
 //! `file:line`; the warning is not repeated until the file changes again. Parsing is
 //! `site_rules`'s; this module only knows files, times and the swap.
@@ -15,18 +18,58 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use crate::config::Config;
+use crate::config::{Config, RULES_CHECK_MIN};
 use crate::site_rules::{
-    HeaderRules, Redirects, RuleError, SiteRules, HEADERS_FILE, REDIRECTS_FILE,
+    self, HeaderRules, Redirects, RuleError, SiteRules, HEADERS_FILE, HEADERS_MAX_BYTES,
+    REDIRECTS_FILE, REDIRECTS_MAX_BYTES,
 };
 
-/// What tells one version of a rule file from another: device, inode, length, mtime.
-type Stamp = Option<(u64, u64, u64, i64, i64)>;
+/// What tells one version of a rule file from another: its type, device, inode, length,
+/// mtime and ctime (which a `chmod` moves, so a file that could not be read is tried again
+/// once it can).
+type Stamp = Option<(bool, u64, u64, u64, (i64, i64), (i64, i64))>;
 
 fn stamp(path: &Path) -> Stamp {
     use std::os::unix::fs::MetadataExt;
-    let m = fs::metadata(path).ok().filter(|m| m.is_file())?;
-    Some((m.dev(), m.ino(), m.len(), m.mtime(), m.mtime_nsec()))
+    let m = fs::metadata(path).ok()?;
+    Some((
+        m.is_file(),
+        m.dev(),
+        m.ino(),
+        m.len(),
+        (m.mtime(), m.mtime_nsec()),
+        (m.ctime(), m.ctime_nsec()),
+    ))
+}
+
+/// The bytes of a rule file: `None` when there is none; an error when it is not a regular
+/// file, is larger than `max`, or cannot be read. Opened without blocking and checked on
+/// the opened handle ([`crate::resolve::open_page`]); read no further than `max`.
+fn read_capped(path: &Path, max: usize) -> Result<Option<Vec<u8>>, RuleError> {
+    use std::io::Read;
+    let file = path.display().to_string();
+    let fail = |reason: String| RuleError {
+        file: file.clone(),
+        line: 0,
+        reason,
+    };
+    match fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(fail(e.to_string().to_lowercase())),
+        Ok(m) if !m.is_file() => return Err(fail("not a regular file".into())),
+        Ok(_) => {}
+    }
+    let opened = crate::resolve::open_page(path)
+        .map_err(|e| fail(format!("cannot be opened as a regular file ({e:?})")))?;
+    if opened.len > max as u64 {
+        return Err(site_rules::oversize(&file, opened.len, max));
+    }
+    let mut bytes = Vec::with_capacity(opened.len as usize);
+    (&opened.file)
+        .take(max as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| fail(e.to_string().to_lowercase()))?;
+    Ok(Some(bytes))
 }
 
 /// The rules in force and what is needed to reload them.
@@ -41,7 +84,9 @@ pub(crate) struct RuleFiles {
     start: Instant,
     /// Nanoseconds after `start` at which the files are next looked at.
     next_check: AtomicU64,
-    /// The stamps last looked at (loaded, or refused with a warning).
+    /// The stamps last looked at (loaded, or refused with a warning). Held from the look
+    /// through the swap, so that an older read can never replace a newer one; a worker that
+    /// finds it taken goes on with the rules in force.
     seen: Mutex<(Stamp, Stamp)>,
     current: RwLock<Arc<SiteRules>>,
 }
@@ -57,7 +102,7 @@ impl RuleFiles {
             redirects_path,
             headers_path,
             globals: config.headers.clone(),
-            interval: config.cache_valid,
+            interval: config.cache_valid.max(RULES_CHECK_MIN),
             start: Instant::now(),
             next_check: AtomicU64::new(0),
             current: RwLock::new(Arc::new(SiteRules::default())),
@@ -101,26 +146,16 @@ impl RuleFiles {
 
     /// Reads and compiles both files (a missing file is no rules).
     fn read(&self) -> Result<SiteRules, RuleError> {
-        let text = |path: &Path| -> Result<Option<Vec<u8>>, RuleError> {
-            if !self.enabled {
-                return Ok(None);
-            }
-            match fs::read(path) {
-                Ok(t) => Ok(Some(t)),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(RuleError {
-                    file: path.display().to_string(),
-                    line: 0,
-                    reason: e.to_string().to_lowercase(),
-                }),
-            }
+        let text = |path: &Path, max: usize| match self.enabled {
+            true => read_capped(path, max),
+            false => Ok(None),
         };
         let name = |p: &Path| p.display().to_string();
-        let redirects = match text(&self.redirects_path)? {
+        let redirects = match text(&self.redirects_path, REDIRECTS_MAX_BYTES)? {
             Some(t) => Redirects::parse(&name(&self.redirects_path), &t)?,
             None => Redirects::default(),
         };
-        let headers = match text(&self.headers_path)? {
+        let headers = match text(&self.headers_path, HEADERS_MAX_BYTES)? {
             Some(t) => HeaderRules::parse(&name(&self.headers_path), &t)?,
             None => HeaderRules::default(),
         };
@@ -157,14 +192,16 @@ impl RuleFiles {
         {
             return; // not yet, or another worker is looking
         }
+        let mut seen = match self.seen.try_lock() {
+            Ok(seen) => seen,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return,
+        };
         let stamps = (stamp(&self.redirects_path), stamp(&self.headers_path));
-        {
-            let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-            if *seen == stamps {
-                return;
-            }
-            *seen = stamps;
+        if *seen == stamps {
+            return;
         }
+        *seen = stamps;
         match self.read() {
             Ok(rules) => {
                 log::info!(

@@ -157,19 +157,20 @@ impl Pattern {
         // literal piece is then percent-decoded once, as request paths are.
         let bytes = path.as_bytes();
         let mut toks: Vec<Tok> = Vec::new();
-        let mut raw = String::new();
         let mut shape = Vec::new(); // the decoded path, tokens as `x`: checked below
-        let flush = |raw: &mut String, toks: &mut Vec<Tok>, shape: &mut Vec<u8>| {
-            if raw.is_empty() {
+                                    // A literal is a slice of the text (tokens start at ASCII bytes, so never inside a
+                                    // UTF-8 character), decoded as a request path is.
+        let flush = |piece: &str, toks: &mut Vec<Tok>, shape: &mut Vec<u8>| {
+            if piece.is_empty() {
                 return Ok(());
             }
-            let lit = crate::resolve::percent_decode(raw)
+            let lit = crate::resolve::percent_decode(piece)
                 .map_err(|_| format!("{text:?} has an invalid percent-escape"))?;
             shape.extend_from_slice(&lit);
             toks.push(Tok::Lit(lit));
-            raw.clear();
             Ok::<(), String>(())
         };
+        let mut start = 0; // where the literal being read began
         let mut i = 0;
         while i < bytes.len() {
             let b = bytes[i];
@@ -177,10 +178,11 @@ impl Pattern {
                 if toks.contains(&Tok::Splat) {
                     return Err(format!("{text:?} has more than one *"));
                 }
-                flush(&mut raw, &mut toks, &mut shape)?;
+                flush(&path[start..i], &mut toks, &mut shape)?;
                 toks.push(Tok::Splat);
                 shape.push(b'x');
                 i += 1;
+                start = i;
             } else if b == b':' && bytes[i - 1] == b'/' {
                 let name_len = bytes[i + 1..]
                     .iter()
@@ -199,16 +201,16 @@ impl Pattern {
                 if name == "splat" {
                     return Err(format!("{text:?}: :splat is the name of the * match"));
                 }
-                flush(&mut raw, &mut toks, &mut shape)?;
+                flush(&path[start..i], &mut toks, &mut shape)?;
                 toks.push(Tok::Seg(name.to_string()));
                 shape.push(b'x');
                 i = end;
+                start = i;
             } else {
-                raw.push(b as char);
                 i += 1;
             }
         }
-        flush(&mut raw, &mut toks, &mut shape)?;
+        flush(&path[start..], &mut toks, &mut shape)?;
         // Requests are matched normalized, so a pattern that is not could never match.
         let segments: Vec<&[u8]> = shape[1..].split(|c| *c == b'/').collect();
         let last = segments.len() - 1;
@@ -662,7 +664,9 @@ impl Redirects {
             if forced_only && !rule.force {
                 continue;
             }
-            if let Some(caps) = rule.from.matches(host, trimmed) {
+            // The path as sent first, so `/docs/*` gives `guide/` for `/docs/guide/`.
+            let caps = rule.from.matches(host, path);
+            if let Some(caps) = caps.or_else(|| rule.from.matches(host, trimmed)) {
                 return Some(rule.action(&caps, query));
             }
             if trimmed.len() > 1 && rule.from.ends_in_slash() {
@@ -864,6 +868,24 @@ fn render_parts(parts: &[Part], caps: &Captures<'_>, out: &mut String) {
     }
 }
 
+/// Renders a header value's `parts`: every captured value encoded like a query value
+/// ([`encode_query_into`]), so it cannot add an attribute (`;`, `=`) or an item (`,`) to
+/// the field, nor end a quoted string.
+fn render_value(parts: &[Part], caps: &Captures<'_>, out: &mut String) {
+    for part in parts {
+        match part {
+            Part::Text(t) => out.push_str(t),
+            Part::Var(name, _) => {
+                let value = caps
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map_or(&[][..], |c| c.1);
+                encode_query_into(value, out);
+            }
+        }
+    }
+}
+
 /// The lines of a file with their 1-based numbers; `\n` or `\r\n` ends a line. A UTF-8
 /// byte-order mark (which some Windows editors write) is not part of the first line.
 fn lines(text: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
@@ -883,6 +905,11 @@ fn rule_error(file: &str, line: usize, reason: String) -> RuleError {
     }
 }
 
+/// The error for a rule file of `len` bytes, more than `max`.
+pub fn oversize(file: &str, len: u64, max: usize) -> RuleError {
+    rule_error(file, 0, format!("{len} bytes, more than the {max} allowed"))
+}
+
 /// The numbered lines of a rule file, each checked by [`check_line`], when the file is at
 /// most `max_bytes` long.
 fn checked_lines<'t>(
@@ -892,8 +919,7 @@ fn checked_lines<'t>(
     max_chars: usize,
 ) -> Result<Vec<(usize, &'t str)>, RuleError> {
     if text.len() > max_bytes {
-        let reason = format!("{} bytes, more than the {max_bytes} allowed", text.len());
-        return Err(rule_error(file, 0, reason));
+        return Err(oversize(file, text.len() as u64, max_bytes));
     }
     lines(text)
         .map(|(n, line)| {
@@ -1117,7 +1143,7 @@ impl<'a> Fields<'a> {
                 Entry::Set(name, value) => self.set(name, Cow::Borrowed(value)),
                 Entry::SetFrom(name, parts) => {
                     let mut value = String::new();
-                    render_parts(parts, caps, &mut value);
+                    render_value(parts, caps, &mut value);
                     self.set(name, Cow::Owned(value));
                 }
                 Entry::Detach(name) => {

@@ -1671,3 +1671,56 @@ fn a_content_type_rule_is_the_one_content_type() {
     let r = srv.get("/nope");
     assert_eq!(one(&r, "Content-Type"), "text/html; charset=utf-8");
 }
+
+/// A rule file is read only when it is a regular file within its limit: a FIFO cannot hang
+/// the start-up (nor a reload), and an oversized file is refused with its real size, before
+/// it is read.
+#[test]
+fn rule_files_that_are_not_small_regular_files_are_refused_without_reading_them() {
+    let d = TestDir::new();
+    let fifo = d.path.join("_redirects");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    if made.is_ok_and(|s| s.success()) {
+        let t = Instant::now();
+        let e = bind_error(&d, |_| {});
+        assert!(e.ends_with("_redirects: not a regular file"), "{e}");
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "took {:?}",
+            t.elapsed()
+        );
+        std::fs::remove_file(&fifo).unwrap();
+    }
+    let big = "/a /b\n".repeat(20_000); // 120,000 bytes
+    d.file("_redirects", &big);
+    let e = bind_error(&d, |_| {});
+    assert!(
+        e.ends_with("_redirects: 120000 bytes, more than the 65536 allowed"),
+        "{e}"
+    );
+    // On reload the same refusal keeps the rules in force.
+    d.file("_redirects", "/a /b 302\n");
+    let srv = serve(&d, |c| c.cache_valid = Duration::from_millis(50));
+    assert_eq!(srv.get("/a").status, 302);
+    replace(&d, "_redirects", &big, 1_000);
+    std::thread::sleep(Duration::from_millis(300)); // two checks at least
+    assert_eq!(srv.get("/a").status, 302);
+}
+
+/// A `--header` field never doubles a field the answer writes itself (`Allow` on a 405,
+/// `Location` is refused outright, the page's `Content-Type`).
+#[test]
+fn header_flag_fields_do_not_double_an_answers_own_fields() {
+    let d = TestDir::new();
+    d.file("a.txt", "a\n");
+    let srv = serve(&d, |c| {
+        c.headers = vec!["Allow: NOPE".into(), "Content-Type: x/y".into()];
+    });
+    let r = ask(&srv, "POST", "/a.txt", "Content-Length: 0\r\n");
+    assert_eq!(r.status, 405);
+    assert_eq!(one(&r, "Allow"), "GET, HEAD, OPTIONS");
+    assert_eq!(one(&r, "Content-Type"), "text/html; charset=utf-8");
+    let r = srv.get("/missing");
+    assert_eq!(one(&r, "Content-Type"), "text/html; charset=utf-8");
+    assert_eq!(one(&r, "Allow"), "NOPE");
+}

@@ -88,11 +88,14 @@ fn find_by_trying_all(
         .iter()
         .filter(|rule| !forced_only || rule.force)
         .find_map(|rule| {
-            let caps = rule.from.matches(host, trimmed).or_else(|| {
-                (trimmed.len() > 1)
-                    .then(|| rule.from.matches(host, &slashed))
-                    .flatten()
-            })?;
+            let caps = rule.from.matches(host, path);
+            let caps = caps
+                .or_else(|| rule.from.matches(host, trimmed))
+                .or_else(|| {
+                    (trimmed.len() > 1)
+                        .then(|| rule.from.matches(host, &slashed))
+                        .flatten()
+                })?;
             Some(rule.action(&caps, query))
         })
 }
@@ -532,7 +535,7 @@ fn redirects_find_table() {
     let rows: &[(&str, Option<&str>, Option<&str>)] = &[
         // A dynamic rule earlier than a static one for the same path wins, and the other way.
         ("/dyn-first/x", None, Some("302 /dyn/x")),
-        ("/dyn-first/x/", None, Some("302 /dyn/x")),
+        ("/dyn-first/x/", None, Some("302 /dyn/x/")), // the splat keeps the slash
         ("/blog/special", None, Some("302 /special")),
         ("/blog/never", None, Some("301 /posts/never")),
         // Of two static rules for one path, the first.
@@ -1545,7 +1548,7 @@ fn header_values_use_what_the_pattern_captures() {
     let f = h.for_path(None, b"/files/a b\r\nSet-Cookie: x\"y");
     assert_eq!(
         render(&f),
-        "Content-Disposition: attachment; filename=\"a%20b%0D%0ASet-Cookie:%20x%22y\""
+        "Content-Disposition: attachment; filename=\"a%20b%0D%0ASet-Cookie%3A%20x%22y\""
     );
 }
 
@@ -1585,5 +1588,51 @@ fn target_text_with_colons_and_captures_in_queries() {
     assert_eq!(
         redirects_outcome(b"/a/:id /b/:ib 301\n"),
         "_redirects:1: target uses :ib, which the source \"/a/:id\" does not capture"
+    );
+}
+
+#[test]
+fn captures_cannot_add_attributes_to_a_header_value() {
+    let h = headers("/:lang/*\n  Set-Cookie: lang=:lang; Path=/\n", &[]);
+    let f = h.for_path(None, b"/x;Domain=example.com;Max-Age=9,y/a");
+    assert_eq!(
+        render(&f),
+        "Set-Cookie: lang=x%3BDomain%3Dexample.com%3BMax-Age%3D9%2Cy; Path=/"
+    );
+}
+
+#[test]
+fn literal_non_ascii_sources_match_their_requests() {
+    let r = redirects("/café /x.html 302\n/ünï/* /u/:splat 302\n");
+    assert_eq!(
+        find(&r, None, "/caf%C3%A9", None, false),
+        Some((302, "/x.html".into()))
+    );
+    assert_eq!(
+        find(&r, None, "/%C3%BCn%C3%AF/%C3%A9", None, false),
+        Some((302, "/u/%C3%A9".into()))
+    );
+    let h = headers("/café\n  X-A: 1\n", &[]);
+    assert_eq!(render(&h.for_path(None, "/café".as_bytes())), "X-A: 1");
+}
+
+#[test]
+fn a_splat_keeps_the_trailing_slash_it_was_sent_with() {
+    let r = redirects("/docs/* /v2/:splat 200\n/old/* /v2/:splat 301\n/page /p 301\n");
+    assert_eq!(
+        find(&r, None, "/docs/guide/", None, false),
+        Some((200, "/v2/guide/".into()))
+    );
+    assert_eq!(
+        find(&r, None, "/old/guide/", None, false),
+        Some((301, "/v2/guide/".into()))
+    );
+    assert_eq!(
+        find(&r, None, "/old/guide", None, false),
+        Some((301, "/v2/guide".into()))
+    );
+    assert_eq!(
+        find(&r, None, "/page/", None, false),
+        Some((301, "/p".into()))
     );
 }
