@@ -919,20 +919,13 @@ fn canned(
     extra: &[(&str, &str)],
     fields: &Fields,
 ) -> Outgoing {
-    let mut all;
-    let extra = if fields.is_empty() {
-        extra
-    } else {
-        // The page's type and the fields this answer writes itself (`Location`,
-        // `Retry-After`, `Allow`...) stay ours: one of each.
-        all = extra.to_vec();
-        all.extend(fields.pairs().filter(|(n, _)| {
-            !n.eq_ignore_ascii_case("content-type")
-                && !extra.iter().any(|(e, _)| e.eq_ignore_ascii_case(n))
-        }));
-        &all[..]
-    };
-    let (bytes, body) = response::status_response(status, head_only, connection, extra);
+    // The page's type and the fields this answer writes itself (`Location`, `Retry-After`,
+    // `Allow`...) stay ours: one of each.
+    let more = fields.pairs().filter(|(n, _)| {
+        !n.eq_ignore_ascii_case("content-type")
+            && !extra.iter().any(|(e, _)| e.eq_ignore_ascii_case(n))
+    });
+    let (bytes, body) = response::status_response_with(status, head_only, connection, extra, more);
     let head_len = bytes.len() - body as usize;
     Outgoing::bytes(bytes, head_len)
 }

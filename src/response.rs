@@ -337,11 +337,26 @@ pub fn status_response(
     connection: Option<&str>,
     extra: &[(&str, &str)],
 ) -> (Vec<u8>, u64) {
+    status_response_with(status, head_only, connection, extra, std::iter::empty())
+}
+
+/// [`status_response`] with `more` fields after `extra` (the site rules' fields, which the
+/// caller filters), without gathering them first.
+pub fn status_response_with<'f>(
+    status: Status,
+    head_only: bool,
+    connection: Option<&str>,
+    extra: &[(&str, &str)],
+    more: impl Iterator<Item = (&'f str, &'f str)>,
+) -> (Vec<u8>, u64) {
     let page = cached_page(status);
     let mut head = Head::new(status);
     head.header("Content-Type", "text/html; charset=utf-8")
         .header("Content-Length", page.len());
     for (name, value) in extra {
+        head.header(name, value);
+    }
+    for (name, value) in more {
         head.header(name, value);
     }
     if let Some(c) = connection {

@@ -371,8 +371,30 @@ impl std::hash::Hasher for Fnv {
     }
 }
 
-/// Pattern lists keyed by bytes.
-type Map = HashMap<Vec<u8>, Vec<usize>, std::hash::BuildHasherDefault<Fnv>>;
+/// Pattern lists keyed by bytes, with the lengths of the keys: a key whose length no key has
+/// is not hashed at all (most request paths, next to a few thousand `/old-N` rules).
+#[derive(Debug, Default)]
+struct Map {
+    map: HashMap<Vec<u8>, Vec<usize>, std::hash::BuildHasherDefault<Fnv>>,
+    /// Bit `n` set: some key is `n` bytes long (bit 255: 255 or more).
+    lengths: [u64; 4],
+}
+
+impl Map {
+    fn push(&mut self, key: &[u8], i: usize) {
+        let n = key.len().min(255);
+        self.lengths[n / 64] |= 1 << (n % 64);
+        self.map.entry(key.to_vec()).or_default().push(i);
+    }
+
+    fn get(&self, key: &[u8]) -> &[usize] {
+        let n = key.len().min(255);
+        if self.lengths[n / 64] & (1 << (n % 64)) == 0 {
+            return &[];
+        }
+        self.map.get(key).map_or(&[], Vec::as_slice)
+    }
+}
 
 /// Where the patterns of one file are found fast: static paths by the whole path, dynamic
 /// ones by their first segment, or else by the last byte of the literal they end with
@@ -399,9 +421,9 @@ impl Index {
                 [rest @ .., b'/'] if self.trim_slash && !rest.is_empty() => rest,
                 _ => path,
             };
-            self.by_path.entry(key.to_vec()).or_default().push(i);
+            self.by_path.push(key, i);
         } else if let Some(seg) = pattern.first_segment() {
-            self.by_segment.entry(seg.to_vec()).or_default().push(i);
+            self.by_segment.push(seg, i);
         } else if let Some(last) = pattern.last_byte() {
             self.by_last.resize_with(256, Vec::new);
             self.by_last[usize::from(last)].push(i);
@@ -414,21 +436,12 @@ impl Index {
     /// are walked; nothing is allocated).
     fn candidates(&self, path: &[u8]) -> Candidates<'_> {
         let empty: &[usize] = &[];
-        let exact = if self.by_path.is_empty() {
-            empty
-        } else {
-            self.by_path.get(path).map_or(empty, Vec::as_slice)
-        };
+        let exact = self.by_path.get(path);
         let segment = first_segment_of(path).or_else(|| {
             // `/blog` may meet `/blog/*` when the trailing slash is optional.
             path.get(1..).filter(|s| self.trim_slash && !s.is_empty())
         });
-        let seg = match segment {
-            Some(s) if !self.by_segment.is_empty() => {
-                self.by_segment.get(s).map_or(empty, Vec::as_slice)
-            }
-            _ => empty,
-        };
+        let seg = segment.map_or(empty, |s| self.by_segment.get(s));
         let last = path
             .last()
             .and_then(|b| self.by_last.get(usize::from(*b)))
