@@ -157,6 +157,29 @@ def table(runs_path, rss_path):
     lines.append("")
     for scen in sorted({s for s, _ in runs}):
         lines.append(f"- {scen}: {SCENARIOS.get(scen, '')}")
+    # A second poolserve (RULES=1, BASELINE_BIN) against poolserve, round by round: the two
+    # ran back to back in each round, so the ratio of each pair cancels most of the drift
+    # that the medians above keep (ticks are 10 ms: the 1-decimal table is too coarse for a
+    # 5% bar).
+    def total(xs):  # all rounds' CPU over all their requests, in µs
+        return sum((x["us_per_req"] or 0) * x["requests"] for x in xs) / max(
+            1, sum(x["requests"] for x in xs))
+
+    pairs = []
+    for (scen, server), rs in sorted(runs.items()):
+        base = runs.get((scen, "poolserve"))
+        if server == "poolserve" or not server.startswith("poolserve") or not base:
+            continue
+        ratios = [b["us_per_req"] / a["us_per_req"] for a, b in zip(base, rs)
+                  if a["us_per_req"] and b["us_per_req"]]
+        if not ratios:
+            continue
+        pairs.append(f"| {scen} | {server} | {med(ratios):.3f} | {min(ratios):.3f}-{max(ratios):.3f}"
+                     f" | {total(rs) / total(base):.3f} |")
+    if pairs:
+        lines += ["", "Server CPU per request against poolserve in the same round:", "",
+                  "| scenario | server | median of per-round ratios | range | all rounds' CPU / requests |",
+                  "|---|---|---|---|---|"] + pairs
     print("\n".join(lines))
 
 
