@@ -490,12 +490,14 @@ pub fn usage() -> String {
         "\
 poolserve {version}: a static-file HTTP/1.1 server with a fixed worker pool
 
-Usage: poolserve [OPTIONS]
+Usage: poolserve [OPTIONS] [DIR]
+
+DIR is the document root, as with --root (poolserve . serves the current folder).
 
 Options:
   --root DIR               document root [default: html]
   --addr HOST:PORT         address to listen on [default: 127.0.0.1:8000]
-  --port N                 port to listen on, keeping the host of --addr
+  -p, --port N             port to listen on, keeping the host of --addr
   --workers N              worker threads, built at start-up [default: 4 x cores = {workers} here]
   --queue N                accept queue capacity; when full, new connections get 503
                            [default: 1024 x cores = {queue} here]
@@ -618,6 +620,7 @@ impl Config {
     {
         let mut cfg = Config::default();
         let mut port: Option<u16> = None;
+        let mut positional = false;
         let mut args = args.into_iter();
         while let Some(raw) = args.next() {
             let raw = raw
@@ -641,7 +644,9 @@ impl Config {
                 "-V" | "--version" => return Ok(CliAction::Version),
                 "--root" => cfg.root = PathBuf::from(value("--root")?),
                 "--addr" => cfg.addr = parse_addr(&value("--addr")?)?,
-                "--port" => port = Some(parse_num("--port", &value("--port")?, 0, 65535)? as u16),
+                "--port" | "-p" => {
+                    port = Some(parse_num("--port", &value("--port")?, 0, 65535)? as u16)
+                }
                 "--workers" => cfg.workers = parse_num("--workers", &value("--workers")?, 1, 4096)?,
                 "--queue" => cfg.queue = parse_num("--queue", &value("--queue")?, 1, 1 << 20)?,
                 "--overload" => {
@@ -774,9 +779,15 @@ impl Config {
                 _ if flag.starts_with('-') => {
                     return Err(ConfigError(format!("unknown option {flag} (see --help)")))
                 }
+                // The one positional argument: the root, as miniserve and static-web-server
+                // take it; it comes after the environment, so it wins over POOLSERVE_ROOT.
+                _ if !positional => {
+                    positional = true;
+                    cfg.root = PathBuf::from(raw);
+                }
                 _ => {
                     return Err(ConfigError(format!(
-                        "unexpected argument {raw:?} (see --help)"
+                        "unexpected argument {raw:?}: one DIR at most (see --help)"
                     )))
                 }
             }
@@ -1190,7 +1201,7 @@ mod tests {
             }
             assert!(help.contains(&env_name(flag)), "{flag} missing from --help");
             assert!(
-                help.contains(&format!("  {flag} ")),
+                help.contains(&format!("  {flag} ")) || help.contains(&format!(", {flag} ")),
                 "{flag} not documented"
             );
         }
@@ -1228,7 +1239,9 @@ mod tests {
             &["--header", "X-A: b\rSet-Cookie: c"],
             &["--header", "! X-A"],
             &["--clean-urls=yes"],
-            &["stray"],
+            &["one", "two"],
+            &["-p"],
+            &["-p", "x"],
         ] {
             let err = run(args).expect_err(&format!("{args:?} should fail"));
             assert!(
@@ -1268,6 +1281,28 @@ mod tests {
             err.0
                 .starts_with("POOLSERVE_HEADER: --header \"Date: now\""),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn the_root_may_be_given_as_the_one_positional_argument() {
+        assert_eq!(cfg(&["site"]).root, PathBuf::from("site"));
+        assert_eq!(cfg(&["--root", "a", "b"]).root, PathBuf::from("b"));
+        let c = cfg(&["-p", "9000", ".", "--hidden"]);
+        assert_eq!(
+            (c.root, c.addr.port(), c.hidden),
+            (PathBuf::from("."), 9000, true)
+        );
+        // The command line wins over the environment, the positional root too.
+        let c = match with_env(&[("POOLSERVE_ROOT", "/srv/www")], &["shared"]) {
+            Ok(CliAction::Run(c)) => c,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(c.root, PathBuf::from("shared"));
+        let err = run(&["a", "b"]).unwrap_err();
+        assert_eq!(
+            err.0,
+            "unexpected argument \"b\": one DIR at most (see --help)"
         );
     }
 }

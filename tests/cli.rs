@@ -751,3 +751,33 @@ fn requests_sent(addr: SocketAddr, n: usize, request: &[u8]) -> Vec<TcpStream> {
         })
         .collect()
 }
+
+/// `poolserve -p 0 DIR` shares DIR: the positional root and the short port flag, through the
+/// binary (the python -m http.server habit).
+#[test]
+fn a_folder_is_shared_by_naming_it() {
+    let d = TestDir::new();
+    d.file("hello.txt", "hi\n");
+    let mut child = Command::new(BIN)
+        .args(["-p", "0", d.path.to_str().unwrap()])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn poolserve");
+    let (_out, line, addr) = first_line(&mut child);
+    assert!(
+        line.contains(&format!(
+            "root {}",
+            d.path.canonicalize().unwrap().display()
+        )),
+        "{line}"
+    );
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.write_all(b"GET /hello.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let r = support::read_response(&mut s, false).unwrap();
+    assert_eq!((r.status, r.text().as_str()), (200, "hi\n"));
+    signal(&child, "-TERM");
+    assert!(wait_with_timeout(&mut child, Duration::from_secs(10)).is_some_and(|s| s.success()));
+}
