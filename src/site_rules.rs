@@ -696,7 +696,7 @@ impl Redirects {
 impl Redirect {
     fn action(&self, caps: &Captures<'_>, query: Option<&str>) -> Action {
         let mut target = String::new();
-        render_parts(&self.to, caps, &mut target);
+        render_parts(&self.to, caps, false, &mut target);
         if self.to_is_path {
             location_guard(&mut target);
         }
@@ -860,9 +860,11 @@ fn template(
     Ok(parts)
 }
 
-/// Renders template `parts` with the captures of a match, each value percent-encoded
-/// ([`encode_into`]).
-fn render_parts(parts: &[Part], caps: &Captures<'_>, out: &mut String) {
+/// Renders template `parts` with the captures of a match, each value percent-encoded: for a
+/// path ([`encode_into`]), or like a query value ([`encode_query_into`]) where it stands in a
+/// target's query or, with `header`, anywhere in a header value, so that it cannot add a
+/// parameter, an attribute (`;`, `=`) or an item (`,`), nor end a quoted string.
+fn render_parts(parts: &[Part], caps: &Captures<'_>, header: bool, out: &mut String) {
     for part in parts {
         match part {
             Part::Text(t) => out.push_str(t),
@@ -871,29 +873,11 @@ fn render_parts(parts: &[Part], caps: &Captures<'_>, out: &mut String) {
                     .iter()
                     .find(|(n, _)| n == name)
                     .map_or(&[][..], |c| c.1);
-                if *in_query {
+                if *in_query || header {
                     encode_query_into(value, out);
                 } else {
                     encode_into(value, out);
                 }
-            }
-        }
-    }
-}
-
-/// Renders a header value's `parts`: every captured value encoded like a query value
-/// ([`encode_query_into`]), so it cannot add an attribute (`;`, `=`) or an item (`,`) to
-/// the field, nor end a quoted string.
-fn render_value(parts: &[Part], caps: &Captures<'_>, out: &mut String) {
-    for part in parts {
-        match part {
-            Part::Text(t) => out.push_str(t),
-            Part::Var(name, _) => {
-                let value = caps
-                    .iter()
-                    .find(|(n, _)| n == name)
-                    .map_or(&[][..], |c| c.1);
-                encode_query_into(value, out);
             }
         }
     }
@@ -1156,7 +1140,7 @@ impl<'a> Fields<'a> {
                 Entry::Set(name, value) => self.set(name, Cow::Borrowed(value)),
                 Entry::SetFrom(name, parts) => {
                     let mut value = String::new();
-                    render_value(parts, caps, &mut value);
+                    render_parts(parts, caps, true, &mut value);
                     self.set(name, Cow::Owned(value));
                 }
                 Entry::Detach(name) => {
