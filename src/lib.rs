@@ -26,7 +26,8 @@
 //! reads and writes), [`conditional`] (validators, preconditions, ranges), [`encoding`]
 //! (choosing a precompressed sidecar), [`mime`], [`http_date`], [`access`] (access-log
 //! lines), [`config`] (limits, CLI and environment), [`site_rules`] (`_redirects`,
-//! `_headers` and `--header`: parsing, limits, matching). The answer: `handler` (a parsed
+//! `_headers` and `--header`: parsing, limits, matching), [`listing`] (directory listings'
+//! order and name escaping; not served yet). The answer: `handler` (a parsed
 //! request → a reply: method, health, site rules, cache, path, representation, conditionals
 //! and ranges, pages; no socket, keeper or pool). Files: `rules_file` (the site rules in
 //! force, reloaded when their files change), `cache` (small files and the configured pages) and
@@ -66,6 +67,7 @@ pub mod error;
 mod handler;
 pub mod http_date;
 mod keeper;
+pub mod listing;
 pub mod mime;
 mod outgoing;
 mod pool;
