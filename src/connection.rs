@@ -717,13 +717,11 @@ pub(crate) fn expire(mut conn: Conn, shared: &Shared) -> Option<Lingering> {
     let log = Entry::new(shared.config.access_log, None, Instant::now());
     let status = HttpError::HeadTimeout.status();
     // The `--header` fields as fixed at start-up: the keeper does not consult the rules.
-    let fields: Vec<(&str, &str)> = shared
+    let fields = shared
         .fixed_fields
         .iter()
-        .filter(|(n, _)| !n.eq_ignore_ascii_case("content-type")) // the page's is ours
-        .map(|(n, v)| (n.as_str(), v.as_str()))
-        .collect();
-    let (bytes, body) = response::status_response(status, false, Some("close"), &fields);
+        .map(|(n, v)| (n.as_str(), v.as_str()));
+    let (bytes, body) = response::status_response_with(status, false, Some("close"), &[], fields);
     let complete = (&conn.stream).write(&bytes).is_ok_and(|n| n == bytes.len());
     if let Some(entry) = log {
         entry.write(

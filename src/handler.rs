@@ -254,22 +254,21 @@ impl<'a> Ask<'a> {
         if is_health_probe(head, shared) {
             return Ok(self.health(shared));
         }
+        // The rule files are never served, whatever a catch-all rule says.
+        if config.site_rules && self.path.is_some_and(site_rules::names_rule_file) {
+            return self.not_found_page(shared);
+        }
+        // A forced rule (`301!`) applies whether or not the path exists (`find` answers at
+        // once when there is none).
+        if let Some(action) = self.rule(true) {
+            return self.act(action, shared);
+        }
         // `--clean-urls`: an `.html` file that exists is sent to its clean URL (308); a
         // missing one goes on to the rules, which may name it (`/old.html /new 301`).
         let clean = config
             .clean_urls
             .then(|| clean_location(&head.path, head.query.as_deref()))
             .flatten();
-        // The rule files are never served, whatever a catch-all rule says.
-        if config.site_rules && self.path.is_some_and(site_rules::names_rule_file) {
-            return self.not_found_page(shared);
-        }
-        // A forced rule (`301!`) applies whether or not the path exists.
-        if self.rules.redirects.any_forced() {
-            if let Some(action) = self.rule(true) {
-                return self.act(action, shared);
-            }
-        }
         // Before the lookup and the resolve: see `FileCache::epoch`.
         let epoch = shared.cache.epoch();
         let lookup = shared.cache.lookup(&head.path);
@@ -520,12 +519,11 @@ impl<'a> Ask<'a> {
         let fields = self.fields();
         let mut h = Head::new(status);
         h.header("Content-Length", len);
-        if !fields.names("Content-Type") {
-            h.header("Content-Type", content_type);
-        }
-        if !fields.names("X-Content-Type-Options") {
-            h.header("X-Content-Type-Options", "nosniff");
-        }
+        let defaults = [
+            ("Content-Type", content_type),
+            ("X-Content-Type-Options", "nosniff"),
+        ];
+        write_defaults(&mut h, &fields, &defaults);
         write_fields(&mut h, &fields, &[]);
         connection_header(&mut h, self.head.version, self.keep);
         let body = match page {
@@ -729,19 +727,16 @@ impl<'a> Ask<'a> {
         }
         // RFC 9110 §15.4.5: a 304 carries the validators and Vary, no content metadata.
         if status != Status::NotModified {
-            for (name, value) in [
+            let defaults = [
                 ("Accept-Ranges", "bytes"),
                 ("X-Content-Type-Options", "nosniff"),
-            ] {
-                if !fields.names(name) {
-                    out.header(name, value);
-                }
-            }
+            ];
+            write_defaults(&mut out, &fields, &defaults);
             if let Some(coding) = c.coding {
                 out.header("Content-Encoding", coding.token());
             }
-            if !multipart && !fields.names("Content-Type") {
-                out.header("Content-Type", c.content_type);
+            if !multipart {
+                write_defaults(&mut out, &fields, &[("Content-Type", c.content_type)]);
             }
         }
         // RFC 9110 §15.4.5: a 304 sends no content metadata (its Content-Type would describe
@@ -911,7 +906,7 @@ fn error_reply(
 }
 
 /// A generated status page as an [`Outgoing`], with the rules' `fields` (but its own
-/// `Content-Type`, the page being ours, and its own `extra` fields).
+/// `Content-Type` and `extra` fields: [`response::status_response_with`]).
 fn canned(
     status: Status,
     head_only: bool,
@@ -919,15 +914,20 @@ fn canned(
     extra: &[(&str, &str)],
     fields: &Fields,
 ) -> Outgoing {
-    // The page's type and the fields this answer writes itself (`Location`, `Retry-After`,
-    // `Allow`...) stay ours: one of each.
-    let more = fields.pairs().filter(|(n, _)| {
-        !n.eq_ignore_ascii_case("content-type")
-            && !extra.iter().any(|(e, _)| e.eq_ignore_ascii_case(n))
-    });
+    let more = fields.pairs();
     let (bytes, body) = response::status_response_with(status, head_only, connection, extra, more);
     let head_len = bytes.len() - body as usize;
     Outgoing::bytes(bytes, head_len)
+}
+
+/// Writes the server's `defaults` into a head, but for the names the rules set or detach
+/// (their own values follow in [`write_fields`]).
+fn write_defaults(h: &mut Head, fields: &Fields, defaults: &[(&str, &str)]) {
+    for (name, value) in defaults {
+        if !fields.names(name) {
+            h.header(name, value);
+        }
+    }
 }
 
 /// Writes the rules' fields into a head, but for the names in `ours` (lower case), which

@@ -340,8 +340,10 @@ pub fn status_response(
     status_response_with(status, head_only, connection, extra, std::iter::empty())
 }
 
-/// [`status_response`] with `more` fields after `extra` (the site rules' fields, which the
-/// caller filters), without gathering them first.
+/// [`status_response`] with `more` fields after `extra` (the site rules' or `--header`'s),
+/// without gathering them first. A field of `more` that this answer writes itself (its page's
+/// `Content-Type`, or a name in `extra` such as `Location`, `Retry-After`, `Allow`) is left
+/// out: one of each.
 pub fn status_response_with<'f>(
     status: Status,
     head_only: bool,
@@ -356,7 +358,11 @@ pub fn status_response_with<'f>(
     for (name, value) in extra {
         head.header(name, value);
     }
-    for (name, value) in more {
+    let ours = |n: &str| {
+        n.eq_ignore_ascii_case("content-type")
+            || extra.iter().any(|(e, _)| e.eq_ignore_ascii_case(n))
+    };
+    for (name, value) in more.filter(|(n, _)| !ours(n)) {
         head.header(name, value);
     }
     if let Some(c) = connection {

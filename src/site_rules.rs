@@ -1061,36 +1061,23 @@ impl HeaderRules {
 
 /// Checks one `--header` value: a `_headers` line that sets a field.
 pub fn check_header(field: &str) -> Result<(), String> {
+    global_entry(field).map(drop)
+}
+
+/// A `--header` value as the entry it sets.
+fn global_entry(field: &str) -> Result<Entry, String> {
     check_line(field.as_bytes(), HEADER_LINE_MAX)?;
     match parse_entry(field.trim())? {
         Entry::Detach(_) => Err("a --header sets a field (Name: value)".into()),
-        Entry::Set(..) | Entry::SetFrom(..) => Ok(()),
+        set => Ok(set),
     }
 }
 
-/// The name and value of a `--header` field that [`check_header`] accepted, trimmed (so it
-/// is written `Name: value` however it was spaced).
-pub fn split_field(field: &str) -> Option<(&str, &str)> {
-    let (name, value) = field.split_once(':')?;
-    Some((name.trim(), value.trim()))
-}
-
-/// The `--header` fields as entries (each checked by [`check_header`]).
+/// The `--header` fields as entries.
 fn parse_globals(global: &[String]) -> Result<Vec<Entry>, RuleError> {
     global
         .iter()
-        .map(|h| {
-            check_header(h).map_err(|reason| RuleError {
-                file: "--header".into(),
-                line: 0,
-                reason: format!("{h:?}: {reason}"),
-            })?;
-            parse_entry(h.trim()).map_err(|reason| RuleError {
-                file: "--header".into(),
-                line: 0,
-                reason,
-            })
-        })
+        .map(|h| global_entry(h).map_err(|r| rule_error("--header", 0, format!("{h:?}: {r}"))))
         .collect()
 }
 

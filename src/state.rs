@@ -77,10 +77,7 @@ impl Shared {
     /// [`Shared::new`] with the site rules already loaded (`Server::bind` refuses to start
     /// on a malformed rule file; see [`RuleFiles::load`]).
     pub fn with_rules(config: Config, shutdown: Shutdown, rules: RuleFiles) -> Arc<Shared> {
-        let fixed_fields: Vec<(String, String)> = config
-            .headers
-            .iter()
-            .filter_map(|f| crate::site_rules::split_field(f))
+        let fixed_fields: Vec<(String, String)> = (rules.current().headers.global().pairs())
             .map(|(n, v)| (n.to_string(), v.to_string()))
             .collect();
         Arc::new(Shared {
