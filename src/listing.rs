@@ -73,17 +73,8 @@ pub fn html_name(name: &[u8]) -> String {
 /// not UTF-8 reach the server as the name's real bytes, and the result is safe in an HTML
 /// attribute as it is.
 pub fn href_segment(name: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut out = String::with_capacity(name.len());
-    for &b in name {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push('%');
-            out.push(HEX[usize::from(b >> 4)] as char);
-            out.push(HEX[usize::from(b & 15)] as char);
-        }
-    }
+    crate::resolve::percent_encode(name, b"-._~", &mut out);
     out
 }
 

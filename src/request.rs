@@ -368,7 +368,8 @@ fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
-fn is_token(s: &[u8]) -> bool {
+/// RFC 9110 §5.6.2 `token`: one or more `tchar` (also the rule for `_headers` field names).
+pub(crate) fn is_token(s: &[u8]) -> bool {
     !s.is_empty() && s.iter().all(|&b| is_tchar(b))
 }
 

@@ -326,6 +326,22 @@ fn sidecar_path(path: &Path, coding: Coding) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// Appends `bytes` with every byte but ASCII letters, digits and `keep` as `%XX` (upper-case
+/// hex, RFC 3986 §2.1): the inverse of [`percent_decode`], for links and `Location` values
+/// built from names and captured path bytes.
+pub fn percent_encode(bytes: &[u8], keep: &[u8], out: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for &b in bytes {
+        if b.is_ascii_alphanumeric() || keep.contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push('%');
+            out.push(HEX[usize::from(b >> 4)] as char);
+            out.push(HEX[usize::from(b & 15)] as char);
+        }
+    }
+}
+
 /// Percent-decodes exactly once (RFC 3986 §2.1): `%` must be followed by two hex digits (either
 /// case). An invalid escape (`%`, `%4`, `%zz`) or a NUL byte (`%00`, or a literal one) is a
 /// [`HttpError::BadRequest`], since no file name can contain NUL.

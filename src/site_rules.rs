@@ -22,6 +22,8 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 
+use crate::resolve::percent_encode;
+
 /// Most bytes in a `_redirects` file (the IPFS spec's and Cloudflare's 64 KiB).
 pub const REDIRECTS_MAX_BYTES: usize = 64 * 1024;
 /// Most static redirects (no placeholder, no splat), as on Cloudflare Pages.
@@ -735,20 +737,6 @@ fn encode_query_into(bytes: &[u8], out: &mut String) {
     percent_encode(bytes, b"-._~/", out);
 }
 
-/// Appends `bytes` with every byte but ASCII letters, digits and `keep` as `%XX`.
-fn percent_encode(bytes: &[u8], keep: &[u8], out: &mut String) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for &b in bytes {
-        if b.is_ascii_alphanumeric() || keep.contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push('%');
-            out.push(HEX[(b >> 4) as usize] as char);
-            out.push(HEX[(b & 15) as usize] as char);
-        }
-    }
-}
-
 fn parse_redirect(line: &str) -> Result<Redirect, String> {
     let fields: Vec<&str> = line.split_whitespace().collect();
     let (from, to, status) = match fields.as_slice() {
@@ -1097,8 +1085,7 @@ fn parse_entry(line: &str) -> Result<Entry, String> {
 
 /// A field name is an RFC 9110 §5.6.2 token, and not one the server alone writes.
 fn check_name(name: &str) -> Result<(), String> {
-    let tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
-    if name.is_empty() || !name.bytes().all(tchar) {
+    if !crate::request::is_token(name.as_bytes()) {
         return Err(format!(
             "{name:?} is not a header name (RFC 9110 §5.6.2 token)"
         ));
