@@ -215,3 +215,56 @@ impl RuleFiles {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn temp_root(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("poolserve-rules-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// `--cache-valid 0` does not mean two `statx` per request: the files are looked at no
+    /// more often than every `RULES_CHECK_MIN`; a longer interval is kept as it is.
+    #[test]
+    fn the_files_are_looked_at_no_more_often_than_the_minimum() {
+        let root = temp_root("interval");
+        for (valid, want) in [
+            (Duration::ZERO, RULES_CHECK_MIN),
+            (Duration::from_millis(1), RULES_CHECK_MIN),
+            (Duration::from_secs(3), Duration::from_secs(3)),
+        ] {
+            let config = Config {
+                root: root.clone(),
+                cache_valid: valid,
+                ..Config::default()
+            };
+            assert_eq!(
+                RuleFiles::load(&config).unwrap().interval,
+                want,
+                "{valid:?}"
+            );
+        }
+        fs::remove_dir_all(root).unwrap();
+    }
+
+    /// A `chmod` changes no content, length or mtime, but a file that could not be read
+    /// before must be tried again: the stamp holds the ctime.
+    #[test]
+    fn a_permission_change_is_a_new_stamp() {
+        let root = temp_root("ctime");
+        let path = root.join(REDIRECTS_FILE);
+        fs::write(&path, "/a /b\n").unwrap();
+        let before = stamp(&path);
+        // The ctime ticks with the clock: wait until a change is sure to show.
+        std::thread::sleep(Duration::from_millis(20));
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        assert_ne!(stamp(&path), before);
+        fs::remove_dir_all(root).unwrap();
+    }
+}
