@@ -338,6 +338,11 @@ pub struct Config {
     pub headers: Vec<String>,
     /// Serve `/about` from `about.html` and redirect `/about.html` there (`--clean-urls`).
     pub clean_urls: bool,
+    /// Answer a directory without `index.html` with a listing (`--list-dirs`; off: 404).
+    pub list_dirs: bool,
+    /// Most entries a listing shows; the page says how many more were left out. Not on
+    /// the command line: [`crate::listing::LISTING_MAX_ENTRIES`] unless a test lowers it.
+    pub list_max: usize,
     /// Largest PUT body accepted (413 beyond).
     pub max_upload: u64,
     /// Test seam, never set by the command line: see [`HoldGate`].
@@ -393,6 +398,8 @@ impl Default for Config {
             site_rules: true,
             headers: Vec::new(),
             clean_urls: false,
+            list_dirs: false,
+            list_max: crate::listing::LISTING_MAX_ENTRIES,
             max_upload: DEFAULT_MAX_UPLOAD,
             hold: None,
             cores: None,
@@ -454,6 +461,7 @@ pub const ENV_OPTIONS: &[(&str, bool)] = &[
     ("--site-rules", true),
     ("--header", true),
     ("--clean-urls", false),
+    ("--list-dirs", false),
 ];
 
 /// The environment variable for an option: `--max-requests` → `POOLSERVE_MAX_REQUESTS`.
@@ -537,6 +545,8 @@ Options:
                            environment, one field per line)
   --clean-urls             serve /about from about.html, redirect /about.html to /about
                            and /dir/index.html to /dir/ (308)
+  --list-dirs              list a directory without index.html: an HTML page, or JSON
+                           for Accept: application/json or ?format=json (404 otherwise)
   -h, --help               print this help and exit
   -V, --version            print the version and exit
 
@@ -759,6 +769,7 @@ impl Config {
                     }
                 }
                 "--clean-urls" if inline.is_none() => cfg.clean_urls = true,
+                "--list-dirs" if inline.is_none() => cfg.list_dirs = true,
                 "--health-path" => {
                     let path = value("--health-path")?;
                     cfg.health_path = match path.as_str() {

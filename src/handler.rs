@@ -42,13 +42,14 @@ use crate::conditional::{self, Plan, Preconditions};
 use crate::config::ZERO_COPY_MIN;
 use crate::encoding::{self, Coding};
 use crate::error::HttpError;
-use crate::outgoing::{Body, Outgoing};
+use crate::listing::{self, Format, View};
+use crate::outgoing::{Body, Generate, Outgoing};
 use crate::request::{Method, RequestHead, Version};
-use crate::resolve::{self, FileInfo, FileStamp, ResolveOptions, Resolved};
+use crate::resolve::{self, Directory, FileInfo, FileStamp, ResolveOptions, Resolved};
 use crate::response::{self, Head, HttpDate, Status, ALLOW, ALLOW_WRITE};
 use crate::site_rules::{self, Action, Fields, RuleStatus, SiteRules};
 use crate::snapshot::{Snapshot, Snapshots};
-use crate::state::Shared;
+use crate::state::{Shared, Slot};
 use crate::upload;
 
 /// The interim response that invites an upload's body (RFC 9110 §10.1.1, §15.2.1).
@@ -291,6 +292,7 @@ impl<'a> Ask<'a> {
             Ok(Resolved::Redirect(location)) => {
                 Ok(self.redirect(Status::MovedPermanently, &location))
             }
+            Ok(Resolved::Directory(dir)) => self.listing(dir, shared),
             Err(HttpError::NotFound) => {
                 if let Some(reply) = self.clean_file(shared, epoch)? {
                     return Ok(reply);
@@ -353,7 +355,9 @@ impl<'a> Ask<'a> {
                     Ok(Resolved::File(file)) => self.file_as(file, root, key),
                     // A target the resolver refuses (one that climbs out of the root, a bad
                     // escape) is the rule's fault, not the request's: it is not there.
-                    Ok(Resolved::Redirect(_))
+                    // A directory is never a rewrite's answer: a listing's links are
+                    // relative to the path it is asked for.
+                    Ok(Resolved::Redirect(_) | Resolved::Directory(_))
                     | Err(HttpError::NotFound | HttpError::Traversal | HttpError::BadRequest(_)) => {
                         shared.cache.insert_missing(target, epoch);
                         self.not_found_page(shared)
@@ -676,6 +680,101 @@ impl<'a> Ask<'a> {
         self.chosen(chosen)
     }
 
+    /// The preconditions of the request against a representation's validators, then its
+    /// `Range` when the representation has a length to take ranges of (`len`).
+    fn plan(&self, etag: &str, modified: Option<SystemTime>, len: Option<u64>) -> Plan {
+        let h = &self.head.headers;
+        // RFC 9110 §5.3: both are lists, so every field line counts, not just the first.
+        let (if_match, if_none_match) = (h.get_list("if-match"), h.get_list("if-none-match"));
+        let ranges = len.is_some();
+        let pre = Preconditions {
+            if_match: if_match.as_deref(),
+            if_none_match: if_none_match.as_deref(),
+            if_modified_since: h.get("if-modified-since"),
+            if_unmodified_since: h.get("if-unmodified-since"),
+            if_range: h.get("if-range").filter(|_| ranges),
+            range: h.get("range").filter(|_| ranges),
+        };
+        conditional::evaluate(&pre, true, etag, modified, len.unwrap_or(0))
+    }
+
+    /// A listing of `dir` (`--list-dirs`, see `listing.rs`): HTML, or JSON when the query
+    /// or `Accept` asks for it (RFC 9110 §12.5.1, so every answer says `Vary: Accept`). Its
+    /// validators come from the directory and the view, so a revalidation is a 304 without
+    /// reading the directory. No ranges: a page made on demand has no stable bytes to take
+    /// them from, and RFC 9110 §14.2 lets a server ignore `Range`.
+    fn listing(self, dir: Directory, shared: &Shared) -> std::io::Result<Reply> {
+        let config = &shared.config;
+        let view = match View::from_query(self.head.query.as_deref()) {
+            Ok(view) => view,
+            Err(why) => return Ok(self.error(HttpError::BadRequest(why))),
+        };
+        let accept = self.head.headers.get_list("accept");
+        let format = match view.format {
+            Some(format) => format,
+            None if listing::wants_json(accept.as_deref()) => Format::Json,
+            None => Format::Html,
+        };
+        let etag = listing::etag(dir.id, dir.modified, &view, format, config.hidden);
+        let status = match self.plan(&etag, dir.modified, None) {
+            Plan::PreconditionFailed => return Ok(self.error(HttpError::PreconditionFailed)),
+            Plan::NotModified => Status::NotModified,
+            _ => Status::Ok,
+        };
+        let fields = self.fields();
+        let mut out = Head::new(status);
+        out.header("ETag", &etag);
+        if let Some(modified) = dir.modified {
+            out.header("Last-Modified", HttpDate(modified));
+        }
+        out.header("Vary", "Accept");
+        if status == Status::NotModified {
+            // RFC 9110 §15.4.5: validators and Vary, no content metadata.
+            write_fields(&mut out, &fields, &["content-type"]);
+            connection_header(&mut out, self.head.version, self.keep);
+            return Ok(self.reply(status, no_body(out)));
+        }
+        // Reading and sorting a big directory is CPU work: one worker always stays free for
+        // everything else, and the pages held in memory while they are sent are bounded.
+        let builders = config.workers.saturating_sub(1).max(1);
+        let (Some(building), Some(live)) = (
+            Slot::take(&shared.listing_builds, builders),
+            Slot::take(&shared.listings_live, LISTINGS_LIVE_MAX),
+        ) else {
+            return Ok(self.error(HttpError::Unavailable));
+        };
+        let filter = listing::read::Filter {
+            hidden: config.hidden,
+            site_rules: config.site_rules,
+        };
+        let (entries, left_out) =
+            match listing::read::read(&dir, &config.root, &filter, &view, config.list_max) {
+                Ok(read) => read,
+                Err(e) => return Ok(self.error(HttpError::from_fs(&e))),
+            };
+        drop(building);
+        let page = listing::Page::new(format, view, dir.segments, entries, left_out);
+        let len = page.len();
+        let content_type = match format {
+            Format::Html => "text/html; charset=utf-8",
+            Format::Json => "application/json",
+        };
+        let defaults = [
+            ("Content-Type", content_type),
+            ("X-Content-Type-Options", "nosniff"),
+        ];
+        write_defaults(&mut out, &fields, &defaults);
+        write_fields(&mut out, &fields, &[]);
+        if left_out > 0 {
+            out.header("Poolserve-Left-Out", left_out);
+        }
+        out.header("Content-Length", len);
+        connection_header(&mut out, self.head.version, self.keep);
+        let made = Box::new(LivePage { page, _live: live });
+        let body = Outgoing::made(out.finish(), made, len, self.head_only())?;
+        Ok(self.reply(status, body))
+    }
+
     /// Answers with a chosen representation as RFC 9110 §13 and §14 say: conditionals
     /// first, then ranges. Every answer about it carries its validators (ETag,
     /// Last-Modified) and `Accept-Ranges`; every answer about a file with sidecars says
@@ -688,18 +787,7 @@ impl<'a> Ask<'a> {
         } else {
             &[]
         };
-        let h = &self.head.headers;
-        // RFC 9110 §5.3: both are lists, so every field line counts, not just the first.
-        let (if_match, if_none_match) = (h.get_list("if-match"), h.get_list("if-none-match"));
-        let pre = Preconditions {
-            if_match: if_match.as_deref(),
-            if_none_match: if_none_match.as_deref(),
-            if_modified_since: h.get("if-modified-since"),
-            if_unmodified_since: h.get("if-unmodified-since"),
-            if_range: h.get("if-range"),
-            range: h.get("range"),
-        };
-        let plan = conditional::evaluate(&pre, true, &c.etag, c.modified, c.len);
+        let plan = self.plan(&c.etag, c.modified, Some(c.len));
         let status = match &plan {
             Plan::Full => Status::Ok,
             Plan::NotModified => Status::NotModified,
@@ -799,6 +887,25 @@ impl<'a> Ask<'a> {
             }
         };
         Ok(self.reply(status, body))
+    }
+}
+
+/// Listings held in memory at once, being built or sent (each at most
+/// [`listing::LISTING_MAX_ENTRIES`] entries, about 7 MB for 100,000 short names); one more
+/// is 503 with `Retry-After` until one is sent. A slow reader holds its page's place for
+/// at most the write timeout between progress.
+const LISTINGS_LIVE_MAX: usize = 64;
+
+/// A listing page on its way out, holding its place among [`LISTINGS_LIVE_MAX`].
+#[derive(Debug)]
+struct LivePage {
+    page: listing::Page,
+    _live: Slot,
+}
+
+impl Generate for LivePage {
+    fn fill(&mut self, out: &mut Vec<u8>, want: usize) -> bool {
+        self.page.fill(out, want)
     }
 }
 
@@ -952,10 +1059,11 @@ fn host_of(head: &RequestHead) -> Option<String> {
 }
 
 /// How request paths are resolved under this configuration.
-fn options(shared: &Shared) -> ResolveOptions {
+pub(crate) fn options(shared: &Shared) -> ResolveOptions {
     ResolveOptions {
         hidden: shared.config.hidden,
         site_rules: shared.config.site_rules,
+        list_dirs: shared.config.list_dirs,
     }
 }
 

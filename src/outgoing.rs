@@ -101,6 +101,22 @@ enum Part {
     },
     /// `len` bytes of the body's file from `offset`.
     File { offset: u64, len: u64 },
+    /// A body made as it is sent: `buf[pos..]` made and not yet written, `left` bytes
+    /// promised and not yet made.
+    Made {
+        made: Box<dyn Generate>,
+        buf: Vec<u8>,
+        pos: usize,
+        left: u64,
+    },
+}
+
+/// A body made a piece at a time as the socket takes it (a listing page, see
+/// [`crate::listing::Page`]), so that a large one is never whole in memory.
+pub trait Generate: Send + std::fmt::Debug {
+    /// Appends the next pieces to `out` until it holds at least `want` bytes or the body
+    /// ends; false once nothing is left.
+    fn fill(&mut self, out: &mut Vec<u8>, want: usize) -> bool;
 }
 
 /// Where the file ranges of a response come from.
@@ -195,6 +211,38 @@ impl Outgoing {
         Ok(out)
     }
 
+    /// `head` then the `len` bytes `made` makes (nothing after the head for HEAD). A body up
+    /// to [`INLINE_BODY_MAX`] is made now and joined to the head; a longer one
+    /// [`COPY_CHUNK`] at a time as the socket takes it. A body that turns out longer or
+    /// shorter than `len` is an error when it does, and the connection closes: the head
+    /// has promised `len` bytes.
+    pub fn made(
+        mut head: Vec<u8>,
+        mut made: Box<dyn Generate>,
+        len: u64,
+        head_only: bool,
+    ) -> io::Result<Outgoing> {
+        let head_len = head.len();
+        if head_only || len == 0 {
+            return Ok(Outgoing::bytes(head, head_len));
+        }
+        if len <= INLINE_BODY_MAX {
+            made.fill(&mut head, usize::MAX);
+            if (head.len() - head_len) as u64 != len {
+                return Err(not_as_promised());
+            }
+            return Ok(Outgoing::bytes(head, head_len));
+        }
+        let mut out = Outgoing::bytes(head, head_len);
+        out.parts.push_back(Part::Made {
+            made,
+            buf: Vec::new(),
+            pos: 0,
+            left: len,
+        });
+        Ok(out)
+    }
+
     /// `head` then a `multipart/byteranges` body laid out by
     /// [`crate::conditional::multipart_layout`] (RFC 9110 §14.6).
     pub fn multipart(
@@ -278,6 +326,23 @@ impl Outgoing {
                 }
                 continue;
             }
+            if let Some(Part::Made {
+                made,
+                buf,
+                pos,
+                left,
+            }) = self.parts.front_mut()
+            {
+                if *pos == buf.len() && *left > 0 {
+                    buf.clear();
+                    *pos = 0;
+                    made.fill(buf, COPY_CHUNK);
+                    if buf.is_empty() || buf.len() as u64 > *left {
+                        return Err(not_as_promised());
+                    }
+                    *left -= buf.len() as u64;
+                }
+            }
             let first = self.parts[0].in_memory().unwrap_or(&[]);
             if first.is_empty() {
                 self.parts.pop_front();
@@ -320,6 +385,7 @@ impl Outgoing {
                 Part::Bytes { buf, pos } => (buf.len() - pos) as u64,
                 Part::Shared { start, end, .. } => (end - start) as u64,
                 Part::File { len, .. } => *len,
+                Part::Made { buf, pos, left, .. } => (buf.len() - pos) as u64 + left,
             })
             .sum()
     }
@@ -328,19 +394,21 @@ impl Outgoing {
     /// second (`second_len`), dropping the parts that are finished.
     fn advance_memory(&mut self, n: usize, first_len: usize, second_len: usize) {
         let from_first = n.min(first_len);
-        if from_first < first_len {
-            self.parts[0].advance(from_first);
-            return;
-        }
-        self.parts.pop_front();
+        self.take_front(from_first, first_len);
         let from_second = n - from_first;
-        if from_second == 0 {
-            return;
+        if from_second > 0 {
+            self.take_front(from_second, second_len);
         }
-        if from_second == second_len {
+    }
+
+    /// Marks `n` of the `unwritten` bytes of the first part written, and drops it when it is
+    /// finished (a made body only once it has made everything it promised).
+    fn take_front(&mut self, n: usize, unwritten: usize) {
+        let more_to_make = matches!(self.parts[0], Part::Made { left, .. } if left > 0);
+        if n == unwritten && !more_to_make {
             self.parts.pop_front();
         } else {
-            self.parts[0].advance(from_second);
+            self.parts[0].advance(n);
         }
     }
 }
@@ -356,6 +424,7 @@ impl Part {
                 start,
                 end,
             } => Some(&data.reps[*rep].bytes[*start..*end]),
+            Part::Made { buf, pos, .. } => Some(&buf[*pos..]),
             Part::File { .. } => None,
         }
     }
@@ -363,7 +432,7 @@ impl Part {
     /// Marks `n` more bytes of an in-memory part as written.
     fn advance(&mut self, n: usize) {
         match self {
-            Part::Bytes { pos, .. } => *pos += n,
+            Part::Bytes { pos, .. } | Part::Made { pos, .. } => *pos += n,
             Part::Shared { start, .. } => *start += n,
             Part::File { .. } => {}
         }
@@ -473,6 +542,10 @@ fn copy_range(
 
 fn shrank() -> io::Error {
     io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank while sending")
+}
+
+fn not_as_promised() -> io::Error {
+    io::Error::other("a made body is not the length its head promised")
 }
 
 fn changed() -> io::Error {

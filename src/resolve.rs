@@ -5,8 +5,10 @@
 //! (RFC 3986 §5.2.4) -> refuse any climb above the root -> refuse hidden names -> join to the
 //! canonical root -> stat (directories redirect or serve `index.html`) -> open without blocking
 //! -> check the *opened* handle is a regular file -> check the opened file's real path is still
-//! inside the root (this is what stops symlinks pointing outside). It never lists directories,
-//! never writes, and never reads file contents: the caller gets an open [`std::fs::File`].
+//! inside the root (this is what stops symlinks pointing outside). A directory without
+//! `index.html` is a 404, or with `--list-dirs` a [`Directory`], opened and checked the same
+//! way, whose entries are read through its descriptor (see `listing::read`). It never writes
+//! and never reads file contents: the caller gets an open [`std::fs::File`].
 
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
@@ -76,6 +78,9 @@ pub struct ResolveOptions {
     /// The root's `_redirects` and `_headers` are site rules (`--site-rules on`): never
     /// served (404) and never written (403).
     pub site_rules: bool,
+    /// A directory without `index.html` is a [`Resolved::Directory`] (`--list-dirs`), not a
+    /// 404.
+    pub list_dirs: bool,
 }
 
 /// A regular file found under the root, already open.
@@ -136,6 +141,34 @@ pub enum Resolved {
     /// ("?" + query if any). A path starting with `//` or `/\` gets a `/.` prefix so the
     /// Location can never be read as a scheme-relative URL pointing at another host.
     Redirect(String),
+    /// A directory without `index.html`, to list (only with [`ResolveOptions::list_dirs`]).
+    Directory(Directory),
+}
+
+/// A directory under the root, already open: what a listing reads.
+#[derive(Debug)]
+pub struct Directory {
+    /// The directory, opened for reading.
+    pub file: File,
+    /// Its canonical path (inside the root).
+    pub path: PathBuf,
+    /// Device and inode, from the opened handle.
+    pub id: (u64, u64),
+    /// Last modification (an entry added, removed or renamed), from the opened handle.
+    pub modified: Option<SystemTime>,
+    /// The request path, decoded and normalized, one segment each (for the page's links).
+    pub segments: Vec<Vec<u8>>,
+}
+
+impl Directory {
+    /// The entries of the directory that was opened (through its descriptor, so a path
+    /// swapped for a link since cannot change which directory is read).
+    pub fn entries(&self) -> io::Result<fs::ReadDir> {
+        use std::os::unix::io::AsRawFd;
+        let by_descriptor = Path::new(PROC_FD_DIR).join(self.file.as_raw_fd().to_string());
+        // Without /proc, by the canonical path checked at open.
+        fs::read_dir(by_descriptor).or_else(|_| fs::read_dir(&self.path))
+    }
 }
 
 /// Resolves `path` (the origin-form path exactly as received: percent-encoded, starting with
@@ -180,11 +213,16 @@ pub fn resolve(
         if !path.ends_with('/') {
             return Ok(Resolved::Redirect(redirect_location(path, query)));
         }
+        let dir = full.clone();
         full.push(INDEX_FILE);
-        // No listings ever: the index must exist and be a regular file.
-        let index = fs::metadata(&full).map_err(|e| fs_error(&e))?;
-        if !index.is_file() {
-            return Err(HttpError::NotFound);
+        // The index must exist and be a regular file; without one, a listing or nothing.
+        match fs::metadata(&full) {
+            Ok(index) if index.is_file() => {}
+            Err(e) if opts.list_dirs && e.kind() == io::ErrorKind::NotFound => {
+                return open_directory(root, &dir, segments).map(Resolved::Directory);
+            }
+            Ok(_) => return Err(HttpError::NotFound),
+            Err(e) => return Err(fs_error(&e)),
         }
     } else if !meta.is_file() || names_directory(&decoded) {
         // FIFOs, sockets and devices are never opened; `/file.txt/` names a directory that
@@ -401,6 +439,32 @@ fn open_inside(root: &Path, full: &Path) -> Result<FileInfo, HttpError> {
         return Err(HttpError::NotFound);
     }
     Ok(file_info(file, &meta, path))
+}
+
+/// Opens the directory `full` and checks, on the opened handle, that it is a directory
+/// whose real path lies inside `root` (the same checks as [`open_inside`] for a file).
+fn open_directory(
+    root: &Path,
+    full: &Path,
+    segments: Vec<Vec<u8>>,
+) -> Result<Directory, HttpError> {
+    use std::os::unix::fs::MetadataExt;
+    let file = File::open(full).map_err(|e| fs_error(&e))?;
+    let meta = file.metadata().map_err(|e| fs_error(&e))?;
+    if !meta.is_dir() {
+        return Err(HttpError::NotFound);
+    }
+    let path = opened_path(&file, full).map_err(|e| fs_error(&e))?;
+    if !path.starts_with(root) {
+        return Err(HttpError::NotFound);
+    }
+    Ok(Directory {
+        file,
+        path,
+        id: (meta.dev(), meta.ino()),
+        modified: meta.modified().ok(),
+        segments,
+    })
 }
 
 /// An opened file with its length and mtime from the *opened* handle (no stat/open race).
@@ -709,6 +773,7 @@ mod tests {
         let opts = ResolveOptions {
             hidden,
             site_rules: true,
+            list_dirs: false,
         };
         let got = resolve(&fx.root, path, query, &opts);
         let ctx = format!("{path} {query:?} hidden={hidden}");

@@ -65,6 +65,33 @@ pub(crate) struct Shared {
     /// The acceptor is done (listener closed, last sweep queued): until then a drain is not
     /// over even with no connection open, because one may still be accepted.
     pub acceptor_done: AtomicBool,
+    /// Listings being read and sorted right now (see [`Slot`]).
+    pub listing_builds: Arc<AtomicUsize>,
+    /// Listings held in memory right now: being built or being sent.
+    pub listings_live: Arc<AtomicUsize>,
+}
+
+/// One of at most `max` places counted by a shared counter (a listing being built, a
+/// listing alive), given back when dropped: wherever the owner ends, a panic included.
+#[derive(Debug)]
+pub(crate) struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    /// A place, if fewer than `max` are taken.
+    pub fn take(counter: &Arc<AtomicUsize>, max: usize) -> Option<Slot> {
+        counter
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Slot(Arc::clone(counter)))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Shared {
@@ -110,6 +137,8 @@ impl Shared {
             busy_workers: AtomicUsize::new(0),
             keeper_failed: AtomicBool::new(false),
             acceptor_done: AtomicBool::new(false),
+            listing_builds: Arc::new(AtomicUsize::new(0)),
+            listings_live: Arc::new(AtomicUsize::new(0)),
         })
     }
 

@@ -33,7 +33,7 @@ use crate::body::BodyDiscarder;
 use crate::conditional::{self, Preconditions};
 use crate::error::HttpError;
 use crate::request::{BodyFraming, RequestHead};
-use crate::resolve::{self, ResolveOptions, WriteTarget, TEMP_PREFIX};
+use crate::resolve::{self, WriteTarget, TEMP_PREFIX};
 use crate::state::Shared;
 
 /// Mode of uploaded files (before the umask): readable by all, like files a deploy copies.
@@ -258,11 +258,7 @@ fn write_target(head: &RequestHead, shared: &Shared) -> Result<WriteTarget, Http
     if config.health_path.as_deref() == Some(head.path.as_str()) {
         return Err(HttpError::Forbidden);
     }
-    let opts = ResolveOptions {
-        hidden: config.hidden,
-        site_rules: config.site_rules,
-    };
-    resolve::resolve_write(&config.root, &head.path, &opts)
+    resolve::resolve_write(&config.root, &head.path, &crate::handler::options(shared))
 }
 
 /// The precondition fields of a PUT or DELETE. `If-Match` and `If-None-Match` are lists, so

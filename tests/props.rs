@@ -698,10 +698,12 @@ fn resolve_stays_inside_the_root() {
         path in request_path(),
         query in prop::option::of("[ -~]{0,6}"),
         hidden in any::<bool>(),
+        list_dirs in any::<bool>(),
     )| {
         let opts = ResolveOptions {
             hidden,
             site_rules: true,
+            list_dirs,
         };
         // The depth oracle, for a path that passes the checks made before normalization.
         let control = |s: &str| s.bytes().any(|b| b.is_ascii_control());
@@ -725,6 +727,10 @@ fn resolve_stays_inside_the_root() {
                 let guarded = if scheme_relative { "/." } else { "" };
                 prop_assert_eq!(&location, &format!("{guarded}{path}/{q}"));
                 prop_assert!(!location.starts_with("//") && !location.starts_with("/\\"));
+            }
+            Ok(Resolved::Directory(dir)) => {
+                prop_assert!(list_dirs && path.ends_with('/'), "{} listed", path);
+                prop_assert!(dir.path.starts_with(root), "{:?}", dir.path);
             }
             Err(_) => {}
         }
