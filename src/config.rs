@@ -1250,6 +1250,7 @@ mod tests {
             &["--header", "X-A: b\rSet-Cookie: c"],
             &["--header", "! X-A"],
             &["--clean-urls=yes"],
+            &["--list-dirs=yes"],
             &["one", "two"],
             &["-p"],
             &["-p", "x"],
@@ -1293,6 +1294,27 @@ mod tests {
                 .starts_with("POOLSERVE_HEADER: --header \"Date: now\""),
             "{err}"
         );
+    }
+
+    #[test]
+    fn listings_are_off_unless_asked_for() {
+        let d = Config::default();
+        assert!(!d.list_dirs);
+        assert_eq!(d.list_max, crate::listing::LISTING_MAX_ENTRIES);
+        assert!(cfg(&["--list-dirs"]).list_dirs);
+        let c = cfg(&[".", "--list-dirs", "-p", "8080"]);
+        assert_eq!(
+            (c.root, c.list_dirs, c.addr.port()),
+            (PathBuf::from("."), true, 8080)
+        );
+        for (value, on) in [("1", true), ("yes", true), ("0", false), ("no", false)] {
+            match with_env(&[("POOLSERVE_LIST_DIRS", value)], &[]) {
+                Ok(CliAction::Run(c)) => assert_eq!(c.list_dirs, on, "{value}"),
+                other => panic!("{value}: {other:?}"),
+            }
+        }
+        let err = with_env(&[("POOLSERVE_LIST_DIRS", "sure")], &[]).unwrap_err();
+        assert!(err.0.starts_with("POOLSERVE_LIST_DIRS:"), "{err}");
     }
 
     #[test]

@@ -671,6 +671,88 @@ mod tests {
         all
     }
 
+    /// A made body: the numbers `next..end`, one per line, a line per piece.
+    #[derive(Debug)]
+    struct Lines {
+        next: u32,
+        end: u32,
+    }
+
+    impl Generate for Lines {
+        fn fill(&mut self, out: &mut Vec<u8>, want: usize) -> bool {
+            while out.len() < want && self.next < self.end {
+                out.extend_from_slice(format!("{}\n", self.next).as_bytes());
+                self.next += 1;
+            }
+            self.next < self.end
+        }
+    }
+
+    fn lines(end: u32) -> (Box<Lines>, Vec<u8>) {
+        let all: String = (0..end).map(|i| format!("{i}\n")).collect();
+        (Box::new(Lines { next: 0, end }), all.into_bytes())
+    }
+
+    #[test]
+    fn a_made_body_resumes_byte_exact_across_blocks_and_turns() {
+        let (made, want) = lines(1_500_000);
+        let head = b"HEAD\r\n\r\n".to_vec();
+        let len = want.len() as u64;
+        assert!(len > 4 * COPY_CHUNK as u64 && len > 2 * TURN_BUDGET);
+        let out = Outgoing::made(head.clone(), made, len, false).unwrap();
+        assert_eq!(out.parts.len(), 2, "a long body is made as it is sent");
+        // A small budget: every turn ends on the budget or a full socket, mid-piece.
+        let (got, blocked) = drain_slowly(out, head.len() + want.len(), 100_000);
+        assert!(blocked > 10, "the receiver must have made the sender wait");
+        assert_eq!(&got[..head.len()], &head[..]);
+        assert!(got[head.len()..] == want[..], "body differs");
+    }
+
+    #[test]
+    fn a_short_made_body_joins_the_head_and_head_sends_none() {
+        let (made, want) = lines(100);
+        let out = Outgoing::made(b"H\r\n\r\n".to_vec(), made, want.len() as u64, false).unwrap();
+        assert_eq!(pending(&out), [[&b"H\r\n\r\n"[..], &want].concat()]);
+        let (made, want) = lines(600_000);
+        let out = Outgoing::made(b"H\r\n\r\n".to_vec(), made, want.len() as u64, true).unwrap();
+        assert_eq!(pending(&out), [b"H\r\n\r\n".to_vec()]);
+    }
+
+    #[test]
+    fn a_made_body_of_another_length_than_promised_is_cut_short() {
+        for (end, promised) in [
+            (100, 5000),
+            (100, 10),
+            (600_000, 10_000_000),
+            (600_000, 100_000),
+        ] {
+            let (made, want) = lines(end);
+            assert_ne!(want.len() as u64, promised);
+            let (mut tx, mut rx) = pair();
+            let result =
+                Outgoing::made(b"H".to_vec(), made, promised, false).and_then(|mut out| {
+                    // The receiver takes everything, so only the length can stop the pump.
+                    let reader = std::thread::spawn(move || {
+                        let mut sink = Vec::new();
+                        let _ = rx.read_to_end(&mut sink);
+                        sink.len()
+                    });
+                    let result = loop {
+                        match out.pump(&mut tx, u64::MAX) {
+                            Ok(Sent::Done) => break Ok(()),
+                            Ok(_) => std::thread::sleep(Duration::from_millis(1)),
+                            Err(e) => break Err(e),
+                        }
+                    };
+                    drop(tx);
+                    let received = reader.join().unwrap() as u64;
+                    assert!(received < 1 + promised, "{end}/{promised}: sent {received}");
+                    result
+                });
+            assert!(result.is_err(), "{end} lines promised as {promised} bytes");
+        }
+    }
+
     #[test]
     fn a_blocked_file_range_resumes_byte_exact() {
         let data: Vec<u8> = (0..8_000_000u32).map(|i| (i * 7 % 251) as u8).collect();

@@ -759,7 +759,7 @@ fn a_folder_is_shared_by_naming_it() {
     let d = TestDir::new();
     d.file("hello.txt", "hi\n");
     let mut child = Command::new(BIN)
-        .args(["-p", "0", d.path.to_str().unwrap()])
+        .args(["-p", "0", "--list-dirs", d.path.to_str().unwrap()])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -778,6 +778,17 @@ fn a_folder_is_shared_by_naming_it() {
         .unwrap();
     let r = support::read_response(&mut s, false).unwrap();
     assert_eq!((r.status, r.text().as_str()), (200, "hi\n"));
+    // The folder itself is listed (the README's share-a-folder command).
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let r = support::read_response(&mut s, false).unwrap();
+    assert_eq!(r.status, 200);
+    assert!(
+        r.text().contains("<a href=\"hello.txt\">hello.txt</a>"),
+        "{}",
+        r.text()
+    );
     signal(&child, "-TERM");
     assert!(wait_with_timeout(&mut child, Duration::from_secs(10)).is_some_and(|s| s.success()));
 }
