@@ -13,7 +13,8 @@
 //!    `_redirects` rule (`301!`) applies whether or not the path exists;
 //! 4. the small-file cache ([`FileCache::lookup`]): a fresh file or a remembered 404;
 //! 5. [`resolve::resolve`]: a file (with `--clean-urls`, an existing `.html` file is sent to
-//!    its clean URL, and a missing `/about` is `about.html`), a slash redirect, or an error;
+//!    its clean URL, and a missing `/about` is `about.html`), a slash redirect, with
+//!    `--list-dirs` a directory to list ([`Ask::listing`], see `listing.rs`), or an error;
 //! 6. the representation: a precompressed sidecar if the client takes it
 //!    ([`encoding::choose`]), from the cache or from disk;
 //! 7. conditionals, then ranges ([`conditional::evaluate`], RFC 9110 §13 and §14);
@@ -734,25 +735,28 @@ impl<'a> Ask<'a> {
             connection_header(&mut out, self.head.version, self.keep);
             return Ok(self.reply(status, no_body(out)));
         }
-        // Reading and sorting a big directory is CPU work: one worker always stays free for
-        // everything else, and the pages held in memory while they are sent are bounded.
+        // Reading and sorting a big directory is CPU work and its page is held while it is
+        // sent: a big one needs a place among `builders` (so one worker always stays free
+        // for everything else) and among the pages alive (so their memory is bounded).
         let builders = config.workers.saturating_sub(1).max(1);
-        let (Some(building), Some(live)) = (
-            Slot::take(&shared.listing_builds, builders),
-            Slot::take(&shared.listings_live, LISTINGS_LIVE_MAX),
-        ) else {
-            return Ok(self.error(HttpError::Unavailable));
+        let mut places = None;
+        let mut admit = || {
+            places = Slot::take(&shared.listing_builds, builders)
+                .zip(Slot::take(&shared.listings_live, LISTINGS_LIVE_MAX));
+            places.is_some()
         };
         let filter = listing::read::Filter {
             hidden: config.hidden,
             site_rules: config.site_rules,
         };
+        let root = &config.root;
         let (entries, left_out) =
-            match listing::read::read(&dir, &config.root, &filter, &view, config.list_max) {
-                Ok(read) => read,
+            match listing::read::read(&dir, root, &filter, &view, config.list_max, &mut admit) {
+                Ok(Some(read)) => read,
+                Ok(None) => return Ok(self.error(HttpError::Unavailable)),
                 Err(e) => return Ok(self.error(HttpError::from_fs(&e))),
             };
-        drop(building);
+        let live = places.map(|(_building, live)| live);
         let page = listing::Page::new(format, view, dir.segments, entries, left_out);
         let len = page.len();
         let content_type = match format {
@@ -890,17 +894,18 @@ impl<'a> Ask<'a> {
     }
 }
 
-/// Listings held in memory at once, being built or sent (each at most
-/// [`listing::LISTING_MAX_ENTRIES`] entries, about 7 MB for 100,000 short names); one more
-/// is 503 with `Retry-After` until one is sent. A slow reader holds its page's place for
-/// at most the write timeout between progress.
+/// Big listings (more than [`listing::read::SMALL_LISTING`] entries) held in memory at
+/// once, being built or sent (each at most [`listing::LISTING_MAX_ENTRIES`] entries, about
+/// 7 MB for 100,000 short names); one more is 503 with `Retry-After` until one is sent. A
+/// slow reader holds its page's place for at most the write timeout between progress.
 const LISTINGS_LIVE_MAX: usize = 64;
 
-/// A listing page on its way out, holding its place among [`LISTINGS_LIVE_MAX`].
+/// A listing page on its way out, holding its place among [`LISTINGS_LIVE_MAX`] if it is
+/// a big one.
 #[derive(Debug)]
 struct LivePage {
     page: listing::Page,
-    _live: Slot,
+    _live: Option<Slot>,
 }
 
 impl Generate for LivePage {

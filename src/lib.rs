@@ -26,10 +26,11 @@
 //! reads and writes), [`conditional`] (validators, preconditions, ranges), [`encoding`]
 //! (choosing a precompressed sidecar), [`mime`], [`http_date`], [`access`] (access-log
 //! lines), [`config`] (limits, CLI and environment), [`site_rules`] (`_redirects`,
-//! `_headers` and `--header`: parsing, limits, matching), [`listing`] (directory listings'
-//! order and name escaping; not served yet). The answer: `handler` (a parsed
+//! `_headers` and `--header`: parsing, limits, matching), [`listing`] (directory listings: the
+//! view a request asks for, order, name escaping, the page made a piece at a time; its
+//! `read` submodule reads a directory with GET's refusals). The answer: `handler` (a parsed
 //! request → a reply: method, health, site rules, cache, path, representation, conditionals
-//! and ranges, pages; no socket, keeper or pool). Files: `rules_file` (the site rules in
+//! and ranges, pages, listings; no socket, keeper or pool). Files: `rules_file` (the site rules in
 //! force, reloaded when their files change), `cache` (small files and the configured pages) and
 //! `upload` (PUT and DELETE decisions, atomic uploads, and the start-up sweep of the
 //! temporary files a crash leaves). Sockets: `connection` (one connection while a worker holds it: its phase, reading, the keep-alive rule, expiry),

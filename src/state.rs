@@ -234,3 +234,29 @@ impl Drop for OpenGuard {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_bounded_and_given_back_when_dropped() {
+        let counter = Arc::new(AtomicUsize::new(0));
+        let a = Slot::take(&counter, 2).expect("first");
+        let b = Slot::take(&counter, 2).expect("second");
+        assert!(Slot::take(&counter, 2).is_none(), "a third of two");
+        assert_eq!(counter.load(Ordering::SeqCst), 2);
+        drop(a);
+        let c = Slot::take(&counter, 2).expect("a place given back");
+        // A panic gives the place back too (a listing cut short by one).
+        let counter2 = Arc::clone(&counter);
+        let _ = std::thread::spawn(move || {
+            let _held = Slot::take(&counter2, 3).expect("third of three");
+            panic!("dropped by unwinding");
+        })
+        .join();
+        assert_eq!(counter.load(Ordering::SeqCst), 2);
+        drop((b, c));
+        assert_eq!(counter.load(Ordering::SeqCst), 0);
+    }
+}

@@ -580,3 +580,50 @@ fn raw_paths_are_listed_under_their_normalized_name() {
     }
     assert_eq!(srv.get("/a/../../").status, 400);
 }
+
+#[test]
+fn only_a_big_listing_asks_for_a_place_and_none_means_no_listing() {
+    use poolserve::listing::read::{read, Filter, SMALL_LISTING};
+    use poolserve::resolve::{resolve, ResolveOptions, Resolved};
+    let d = TestDir::new();
+    for i in 0..SMALL_LISTING {
+        d.file(&format!("s/f{i}"), "");
+    }
+    let root = d.path.canonicalize().unwrap();
+    let opts = ResolveOptions {
+        list_dirs: true,
+        ..ResolveOptions::default()
+    };
+    let open = || match resolve(&root, "/s/", None, &opts) {
+        Ok(Resolved::Directory(dir)) => dir,
+        other => panic!("{other:?}"),
+    };
+    let filter = Filter {
+        hidden: false,
+        site_rules: true,
+    };
+    let view = poolserve::listing::View::default();
+    let mut asked = 0;
+    let mut refuse = || {
+        asked += 1;
+        false
+    };
+    let small = read(&open(), &root, &filter, &view, 10, &mut refuse).unwrap();
+    let (entries, left_out) = small.expect("a small listing needs no place");
+    assert_eq!((entries.len(), left_out), (10, SMALL_LISTING - 10));
+    assert_eq!(asked, 0);
+    d.file("s/one-more", "");
+    let mut refuse = || {
+        asked += 1;
+        false
+    };
+    assert!(read(&open(), &root, &filter, &view, 10, &mut refuse)
+        .unwrap()
+        .is_none());
+    assert_eq!(asked, 1);
+    let mut admit = || true;
+    let (entries, left_out) = read(&open(), &root, &filter, &view, 10, &mut admit)
+        .unwrap()
+        .unwrap();
+    assert_eq!((entries.len(), left_out), (10, SMALL_LISTING + 1 - 10));
+}

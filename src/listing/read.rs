@@ -34,18 +34,28 @@ impl Filter {
     }
 }
 
+/// Entries a listing reads before it counts as big: a small one costs well under a
+/// millisecond and little memory, so only a big one asks for a place (see `admit`).
+pub const SMALL_LISTING: u64 = 1_000;
+
 /// The entries of `dir` that GET would serve, the first `cap` in `view`'s order, and how
 /// many more there were. An entry that vanishes while it is read is skipped; a directory
-/// that cannot be read is the error.
+/// that cannot be read is the error. When the directory turns out to hold more than
+/// [`SMALL_LISTING`] entries, `admit` is asked once whether a big listing may go on; `None`
+/// when it says no.
 pub fn read(
     dir: &Directory,
     root: &Path,
     filter: &Filter,
     view: &View,
     cap: usize,
-) -> io::Result<(Vec<Entry>, u64)> {
+    admit: &mut dyn FnMut() -> bool,
+) -> io::Result<Option<(Vec<Entry>, u64)>> {
     let mut selection = Selection::new(view, cap);
-    for item in dir.entries()? {
+    for (n, item) in dir.entries()?.enumerate() {
+        if n as u64 == SMALL_LISTING && !admit() {
+            return Ok(None);
+        }
         let item = item?;
         let name = item.file_name();
         if filter.refuses(name.as_bytes(), &dir.path, root) {
@@ -77,5 +87,5 @@ pub fn read(
             modified: meta.modified().ok(),
         });
     }
-    Ok(selection.finish())
+    Ok(Some(selection.finish()))
 }
