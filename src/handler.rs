@@ -716,7 +716,12 @@ impl<'a> Ask<'a> {
             None if listing::wants_json(accept.as_deref()) => Format::Json,
             None => Format::Html,
         };
-        let etag = listing::etag(dir.id, dir.modified, &view, format, config.hidden);
+        let filter = listing::read::Filter {
+            hidden: config.hidden,
+            site_rules: config.site_rules,
+        };
+        let cap = config.list_max;
+        let etag = listing::etag(dir.id, dir.modified, &view, format, &filter, cap);
         let status = match self.plan(&etag, dir.modified, None) {
             Plan::PreconditionFailed => return Ok(self.error(HttpError::PreconditionFailed)),
             Plan::NotModified => Status::NotModified,
@@ -745,13 +750,9 @@ impl<'a> Ask<'a> {
                 .zip(Slot::take(&shared.listings_live, LISTINGS_LIVE_MAX));
             places.is_some()
         };
-        let filter = listing::read::Filter {
-            hidden: config.hidden,
-            site_rules: config.site_rules,
-        };
         let root = &config.root;
         let (entries, left_out) =
-            match listing::read::read(&dir, root, &filter, &view, config.list_max, &mut admit) {
+            match listing::read::read(&dir, root, &filter, &view, cap, &mut admit) {
                 Ok(Some(read)) => read,
                 Ok(None) => return Ok(self.error(HttpError::Unavailable)),
                 Err(e) => return Ok(self.error(HttpError::from_fs(&e))),

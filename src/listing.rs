@@ -279,23 +279,26 @@ impl Selection {
 
 /// The validator of a listing (RFC 9110 §8.8.3): the directory (device, inode) and its
 /// mtime, which moves whenever an entry is added, removed or renamed, plus the view and the
-/// settings that change which entries show. Weak: a file changed in place changes its size
+/// settings that change which entries show (`filter`, `cap`), so that a restart with other
+/// settings never revalidates an old page. Weak: a file changed in place changes its size
 /// and time in the listing but not the directory's mtime.
 pub fn etag(
     id: (u64, u64),
     modified: Option<SystemTime>,
     view: &View,
     format: Format,
-    hidden: bool,
+    filter: &read::Filter,
+    cap: usize,
 ) -> String {
     let (secs, nanos) = modified
         .and_then(|m| m.duration_since(UNIX_EPOCH).ok())
         .map_or((0, 0), |d| (d.as_secs(), d.subsec_nanos()));
     let tag = view.tag(format);
     let tag = std::str::from_utf8(&tag).unwrap_or("");
-    let hidden = if hidden { "-h" } else { "" };
+    let hidden = if filter.hidden { "h" } else { "" };
+    let rules = if filter.site_rules { "r" } else { "" };
     format!(
-        "W/\"d{:x}.{:x}-{secs:x}.{nanos:x}-{tag}{hidden}\"",
+        "W/\"d{:x}.{:x}-{secs:x}.{nanos:x}-{tag}{hidden}{rules}-{cap:x}\"",
         id.0, id.1
     )
 }

@@ -281,6 +281,7 @@ fn a_selection_keeps_the_first_entries_in_order_within_its_bound() {
 
 #[test]
 fn the_etag_changes_with_the_directory_the_view_and_the_settings() {
+    use read::Filter;
     let t = Some(UNIX_EPOCH + std::time::Duration::new(1_700_000_000, 5));
     let later = Some(UNIX_EPOCH + std::time::Duration::new(1_700_000_000, 6));
     let v = View::default();
@@ -292,17 +293,28 @@ fn the_etag_changes_with_the_directory_the_view_and_the_settings() {
         order: Order::Desc,
         ..v
     };
-    let base = etag((1, 2), t, &v, Format::Html, false);
+    let f = Filter {
+        hidden: false,
+        site_rules: true,
+    };
+    let hidden = Filter { hidden: true, ..f };
+    let no_rules = Filter {
+        site_rules: false,
+        ..f
+    };
+    let base = etag((1, 2), t, &v, Format::Html, &f, 100);
     assert!(base.starts_with("W/\"") && base.ends_with('"'), "{base}");
     let others = [
-        etag((1, 3), t, &v, Format::Html, false),
-        etag((9, 2), t, &v, Format::Html, false),
-        etag((1, 2), later, &v, Format::Html, false),
-        etag((1, 2), None, &v, Format::Html, false),
-        etag((1, 2), t, &size, Format::Html, false),
-        etag((1, 2), t, &desc, Format::Html, false),
-        etag((1, 2), t, &v, Format::Json, false),
-        etag((1, 2), t, &v, Format::Html, true),
+        etag((1, 3), t, &v, Format::Html, &f, 100),
+        etag((9, 2), t, &v, Format::Html, &f, 100),
+        etag((1, 2), later, &v, Format::Html, &f, 100),
+        etag((1, 2), None, &v, Format::Html, &f, 100),
+        etag((1, 2), t, &size, Format::Html, &f, 100),
+        etag((1, 2), t, &desc, Format::Html, &f, 100),
+        etag((1, 2), t, &v, Format::Json, &f, 100),
+        etag((1, 2), t, &v, Format::Html, &hidden, 100),
+        etag((1, 2), t, &v, Format::Html, &no_rules, 100),
+        etag((1, 2), t, &v, Format::Html, &f, 101),
     ];
     for (i, other) in others.iter().enumerate() {
         assert_ne!(&base, other, "{i}");
@@ -314,8 +326,8 @@ fn the_etag_changes_with_the_directory_the_view_and_the_settings() {
         ..v
     };
     assert_eq!(
-        etag((1, 2), t, &json_by_query, Format::Json, false),
-        etag((1, 2), t, &v, Format::Json, false)
+        etag((1, 2), t, &json_by_query, Format::Json, &f, 100),
+        etag((1, 2), t, &v, Format::Json, &f, 100)
     );
 }
 
