@@ -429,7 +429,7 @@ td:first-child{width:100%;overflow-wrap:anywhere}\
 tbody tr:hover{background:var(--row)}\
 p{color:var(--mute);font-size:.9rem}\
 @media (max-width:40rem){body{padding:.5rem;font-size:15px}th,td{padding:.35rem .3rem}\
-.t{font-size:.8rem}}";
+.t{font-size:.8rem;white-space:normal;min-width:6.2em}}";
 
 impl Page {
     /// The page for the directory at `segments` (its decoded path under the root) with
@@ -595,7 +595,22 @@ impl Page {
         out.extend_from_slice(s.as_bytes());
         out.extend_from_slice(b"<td class=\"t\">");
         if let Some(t) = e.modified {
-            crate::http_date::rfc3339_into(t, out);
+            // The exact time (ISO 8601, UTC) for machines, to the minute for people
+            // (`2026-03-14 09:12`), which on a phone wraps between date and time.
+            let mut exact = Vec::with_capacity(20);
+            crate::http_date::rfc3339_into(t, &mut exact);
+            out.extend_from_slice(b"<time datetime=\"");
+            out.extend_from_slice(&exact);
+            out.extend_from_slice(b"\">");
+            if exact.len() == 20 {
+                out.extend_from_slice(&exact[..10]);
+                out.push(b' ');
+                out.extend_from_slice(&exact[11..16]);
+            } else {
+                // A year outside 0000-9999: shown whole.
+                out.extend_from_slice(&exact);
+            }
+            out.extend_from_slice(b"</time>");
         }
         out.extend_from_slice(b"</td></tr>\n");
     }

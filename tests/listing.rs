@@ -141,7 +141,12 @@ fn the_html_page_lists_directories_first_in_natural_order_with_sizes_and_times()
         .to_string();
     let mtime = b_entry.split("\"mtime\":\"").nth(1).unwrap();
     assert_eq!(&mtime[..20], iso8601(secs), "{b_entry}");
-    assert!(page.contains(&format!("<td class=\"t\">{}</td>", iso8601(secs))));
+    let shown = format!("{} {}", &iso8601(secs)[..10], &iso8601(secs)[11..16]);
+    let cell = format!(
+        "<td class=\"t\"><time datetime=\"{}\">{shown}</time></td>",
+        iso8601(secs)
+    );
+    assert!(page.contains(&cell), "no {cell}");
     assert!(page.contains("<p>2 directories, 4 files.</p>"));
     // At the root there is no parent.
     assert!(!srv.get("/").text().contains("href=\"../\""));

@@ -415,8 +415,8 @@ fn the_html_page_links_escapes_and_sorts() {
         "<th><a href=\"?sort=name&amp;order=asc\">Name</a></th>",
         "<th class=\"t\"><a href=\"?sort=time&amp;order=desc\">Modified (UTC)</a></th>",
         "<tr><td><a href=\"../\">../</a></td>",
-        "<tr><td><a href=\"sub%20dir/\">sub dir/</a></td><td class=\"s\">\u{2014}</td><td class=\"t\">1970-01-01T00:00:00Z</td></tr>",
-        "<tr><td><a href=\"%3Cscript%3Ex\">&lt;script&gt;x</a></td><td class=\"s\" title=\"1,536 bytes\">1.5 KiB</td><td class=\"t\">2023-11-14T22:13:20Z</td></tr>",
+        "<tr><td><a href=\"sub%20dir/\">sub dir/</a></td><td class=\"s\">\u{2014}</td><td class=\"t\"><time datetime=\"1970-01-01T00:00:00Z\">1970-01-01 00:00</time></td></tr>",
+        "<tr><td><a href=\"%3Cscript%3Ex\">&lt;script&gt;x</a></td><td class=\"s\" title=\"1,536 bytes\">1.5 KiB</td><td class=\"t\"><time datetime=\"2023-11-14T22:13:20Z\">2023-11-14 22:13</time></td></tr>",
         "<tr><td><a href=\"caf%E9%20%22q%22.txt\">caf\u{FFFD} &quot;q&quot;.txt</a></td><td class=\"s\" title=\"7 bytes\">7 B</td><td class=\"t\"></td></tr>",
         "<p>1 directory, 2 files.</p>\n</body>\n</html>\n",
     ] {
