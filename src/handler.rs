@@ -757,8 +757,10 @@ impl<'a> Ask<'a> {
                 Ok(None) => return Ok(self.error(HttpError::Unavailable)),
                 Err(e) => return Ok(self.error(HttpError::from_fs(&e))),
             };
-        let live = places.map(|(_building, live)| live);
+        let (building, live) = places.unzip();
+        // Measuring the page renders it once: still the builder's work.
         let page = listing::Page::new(format, view, dir.segments, entries, left_out);
+        drop(building);
         let len = page.len();
         let content_type = match format {
             Format::Html => "text/html; charset=utf-8",
