@@ -632,3 +632,28 @@ fn only_a_big_listing_asks_for_a_place_and_none_means_no_listing() {
         .unwrap();
     assert_eq!((entries.len(), left_out), (10, SMALL_LISTING + 1 - 10));
 }
+
+#[test]
+fn a_rewrite_to_a_directory_does_not_hide_it_from_a_request_for_it() {
+    let d = TestDir::new();
+    d.file("docs/a.txt", "a");
+    d.file("_redirects", "/x /docs/ 200\n/y /docs 200\n");
+    let srv = serve(&d, |c| c.cache_valid = std::time::Duration::from_secs(60));
+    assert_eq!(
+        srv.get("/x").status,
+        404,
+        "a rewrite never answers with a listing"
+    );
+    assert_eq!(srv.get("/y").status, 404, "nor with a redirect");
+    // The directory is there: its listing and its slash redirect, not a remembered 404.
+    let listing = srv.get("/docs/");
+    assert_eq!(
+        (listing.status, rows(&listing)),
+        (200, vec!["a.txt".to_string()])
+    );
+    let moved = srv.get("/docs");
+    assert_eq!(
+        (moved.status, moved.header("Location")),
+        (301, Some("/docs/"))
+    );
+}
