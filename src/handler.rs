@@ -356,11 +356,14 @@ impl<'a> Ask<'a> {
                     Ok(Resolved::File(file)) => self.file_as(file, root, key),
                     // A target the resolver refuses (one that climbs out of the root, a bad
                     // escape) is the rule's fault, not the request's: it is not there.
-                    // A directory is never a rewrite's answer: a listing's links are
-                    // relative to the path it is asked for.
-                    Ok(Resolved::Redirect(_) | Resolved::Directory(_))
-                    | Err(HttpError::NotFound | HttpError::Traversal | HttpError::BadRequest(_)) => {
+                    Err(HttpError::NotFound | HttpError::Traversal | HttpError::BadRequest(_)) => {
                         shared.cache.insert_missing(target, epoch);
+                        self.not_found_page(shared)
+                    }
+                    // A directory is never a rewrite's answer (a listing's links are relative
+                    // to the path it is asked for), but it is there: remembered as missing,
+                    // a request for it would be a 404 instead of its redirect or listing.
+                    Ok(Resolved::Redirect(_) | Resolved::Directory(_)) => {
                         self.not_found_page(shared)
                     }
                     Err(e) => Ok(self.error(e)),

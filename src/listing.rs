@@ -345,7 +345,9 @@ fn trim_zeros(digits: &[u8]) -> &[u8] {
 
 /// A name as text for a page: UTF-8 where it is, U+FFFD where it is not, escaped for HTML
 /// text and attribute values (`&`, `<`, `>`, `"`, `'`); control characters (a newline in a
-/// name) are shown as U+FFFD too, so a name stays on one line.
+/// name) are shown as U+FFFD too, so a name stays on one line, and so are noncharacters
+/// (U+FDD0 to U+FDEF, U+FFFE and U+FFFF in every plane), which valid UTF-8 may hold but an
+/// HTML document may not (HTML §13.2.3.5, `noncharacter-in-input-stream`).
 pub fn html_name(name: &[u8]) -> String {
     let text = String::from_utf8_lossy(name);
     let mut out = String::with_capacity(text.len());
@@ -356,11 +358,17 @@ pub fn html_name(name: &[u8]) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
-            c if c.is_control() => out.push('\u{FFFD}'),
+            c if c.is_control() || is_noncharacter(c) => out.push('\u{FFFD}'),
             c => out.push(c),
         }
     }
     out
+}
+
+/// A Unicode noncharacter: U+FDD0 to U+FDEF, or the last two code points of a plane.
+fn is_noncharacter(c: char) -> bool {
+    let c = u32::from(c);
+    (0xFDD0..=0xFDEF).contains(&c) || c & 0xFFFE == 0xFFFE
 }
 
 /// A name as one path segment of a link: every byte but ASCII letters, digits and `-._~`

@@ -453,7 +453,16 @@ fn the_listing_is_valid_html5_and_loads_nothing() {
 
     let d = TestDir::new();
     let srv = serve_fixture(&d);
-    for path in ["/dir/", "/dir/my%20docs/", "/dir/?sort=size&order=desc"] {
+    // Noncharacters are valid UTF-8 but not valid in an HTML document: in an entry, and in
+    // the title and breadcrumb.
+    d.file("odd\u{FFFE}/x\u{FDD0}y\u{10FFFF}.txt", "noncharacters\n");
+    for path in [
+        "/dir/",
+        "/dir/my%20docs/",
+        "/dir/?sort=size&order=desc",
+        "/",
+        "/odd%EF%BF%BE/",
+    ] {
         let resp = srv.get(path);
         assert_eq!(resp.status, 200, "{path}");
         assert_eq!(

@@ -632,3 +632,79 @@ fn only_a_big_listing_asks_for_a_place_and_none_means_no_listing() {
         .unwrap();
     assert_eq!((entries.len(), left_out), (10, SMALL_LISTING + 1 - 10));
 }
+
+#[test]
+fn a_rewrite_to_a_directory_does_not_hide_it_from_a_request_for_it() {
+    let d = TestDir::new();
+    d.file("docs/a.txt", "a");
+    d.file("_redirects", "/x /docs/ 200\n/y /docs 200\n");
+    let srv = serve(&d, |c| c.cache_valid = std::time::Duration::from_secs(60));
+    assert_eq!(
+        srv.get("/x").status,
+        404,
+        "a rewrite never answers with a listing"
+    );
+    assert_eq!(srv.get("/y").status, 404, "nor with a redirect");
+    // The directory is there: its listing and its slash redirect, not a remembered 404.
+    let listing = srv.get("/docs/");
+    assert_eq!(
+        (listing.status, rows(&listing)),
+        (200, vec!["a.txt".to_string()])
+    );
+    let moved = srv.get("/docs");
+    assert_eq!(
+        (moved.status, moved.header("Location")),
+        (301, Some("/docs/"))
+    );
+}
+
+#[test]
+fn a_capped_listing_says_what_it_left_out_and_keeps_its_length_promise() {
+    let d = TestDir::new();
+    for i in 0..40 {
+        d.file(&format!("s/f{i:02}-{}", "n".repeat(200)), "x".repeat(i));
+    }
+    d.dir("s/d1");
+    d.dir("s/d2");
+    for (cap, shown, left_out) in [
+        (0, 0, 42),
+        (1, 1, 41),
+        (3, 3, 39),
+        (42, 42, 0),
+        (100, 42, 0),
+    ] {
+        let srv = serve(&d, |c| c.list_max = cap);
+        for (query, accept) in [
+            ("", ""),
+            ("?format=json", ""),
+            ("?sort=size&order=desc", ""),
+        ]
+        .into_iter()
+        .chain([("", "Accept: application/json\r\n")])
+        {
+            let path = format!("/s/{query}");
+            let get = ask(&srv, "GET", &path, accept);
+            let head = ask(&srv, "HEAD", &path, accept);
+            let ctx = format!("cap {cap} {path} {accept:?}");
+            assert_eq!(get.status, 200, "{ctx}");
+            let len: usize = get.header("Content-Length").unwrap().parse().unwrap();
+            assert_eq!(len, get.body.len(), "{ctx}");
+            for name in [
+                "Content-Length",
+                "ETag",
+                "Poolserve-Left-Out",
+                "Content-Type",
+            ] {
+                assert_eq!(head.header(name), get.header(name), "{ctx} {name}");
+            }
+            let want = (left_out > 0).then(|| left_out.to_string());
+            assert_eq!(get.header("Poolserve-Left-Out"), want.as_deref(), "{ctx}");
+            let n = if get.header("Content-Type") == Some("application/json") {
+                urls(&get).len()
+            } else {
+                rows(&get).len()
+            };
+            assert_eq!(n, shown, "{ctx}");
+        }
+    }
+}

@@ -70,6 +70,18 @@ fn hostile_names_are_escaped_for_the_page_and_encoded_for_the_link() {
         (b"caf\xc3\xa9", "caf\u{e9}", "caf%C3%A9"),
         (b"bad\xff\xfe", "bad\u{FFFD}\u{FFFD}", "bad%FF%FE"),
         (b"-._~", "-._~", "-._~"),
+        // Noncharacters are valid UTF-8 but a parse error in HTML: shown as U+FFFD, linked
+        // by their bytes; their neighbours U+FDCF, U+FDF0 and U+FFFD stay.
+        (
+            "\u{FDD0}\u{FDEF}\u{FFFE}\u{FFFF}\u{1FFFE}\u{10FFFF}".as_bytes(),
+            "\u{FFFD}\u{FFFD}\u{FFFD}\u{FFFD}\u{FFFD}\u{FFFD}",
+            "%EF%B7%90%EF%B7%AF%EF%BF%BE%EF%BF%BF%F0%9F%BF%BE%F4%8F%BF%BF",
+        ),
+        (
+            "\u{FDCF}\u{FDF0}\u{FFFD}".as_bytes(),
+            "\u{FDCF}\u{FDF0}\u{FFFD}",
+            "%EF%B7%8F%EF%B7%B0%EF%BF%BD",
+        ),
     ] {
         assert_eq!(html_name(name), html, "{name:?}");
         assert_eq!(href_segment(name), href, "{name:?}");
