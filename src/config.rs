@@ -296,6 +296,9 @@ pub struct Config {
     pub root: PathBuf,
     /// Address to listen on (default `127.0.0.1:8000`, the origin server's port).
     pub addr: SocketAddr,
+    /// Serve on this inherited listening socket instead of binding `addr` (`--fd N`, or
+    /// systemd's `LISTEN_FDS` for this process: descriptor 3). See `sys::inherited_listener`.
+    pub listen_fd: Option<i32>,
     /// Worker threads, all built at start-up.
     pub workers: usize,
     /// Capacity of the accept queue; when it is full new connections get 503.
@@ -380,6 +383,7 @@ impl Default for Config {
         Config {
             root: PathBuf::from("html"),
             addr: SocketAddr::from(([127, 0, 0, 1], 8000)),
+            listen_fd: None,
             workers: default_workers(),
             queue: default_queue(),
             overload: Overload::Shed,
@@ -438,6 +442,7 @@ pub const ENV_OPTIONS: &[(&str, bool)] = &[
     ("--root", true),
     ("--addr", true),
     ("--port", true),
+    ("--fd", true),
     ("--workers", true),
     ("--queue", true),
     ("--max-connections", true),
@@ -506,6 +511,8 @@ Options:
   --root DIR               document root [default: html]
   --addr HOST:PORT         address to listen on [default: 127.0.0.1:8000]
   -p, --port N             port to listen on, keeping the host of --addr
+  --fd N                   serve on inherited listening socket N instead of binding
+                           (systemd socket activation sets LISTEN_FDS: no flag needed)
   --workers N              worker threads, built at start-up [default: 4 x cores = {workers} here]
   --queue N                accept queue capacity; when full, new connections get 503
                            [default: 1024 x cores = {queue} here]
@@ -574,6 +581,35 @@ underscores (switches take 1/true/yes or 0/false/no); the command line wins:
     )
 }
 
+/// The first descriptor systemd passes (`SD_LISTEN_FDS_START`).
+const LISTEN_FDS_START: i32 = 3;
+
+/// The listening socket systemd passed to process `pid`, by its socket-activation protocol
+/// (sd_listen_fds(3)): `LISTEN_FDS` sockets from descriptor 3 on, meant for the process
+/// `LISTEN_PID` names. Variables meant for another process (a parent that did not clear
+/// them) are ignored, as sd_listen_fds ignores them; poolserve serves one socket, so more
+/// than one is an error, as is a value that is not a number.
+fn systemd_listener(
+    env: &impl Fn(&str) -> Option<OsString>,
+    pid: u32,
+) -> Result<Option<i32>, ConfigError> {
+    let text = |name: &str| env(name).map(|v| v.to_string_lossy().into_owned());
+    let Some(fds) = text("LISTEN_FDS") else {
+        return Ok(None);
+    };
+    if text("LISTEN_PID").and_then(|p| p.trim().parse::<u32>().ok()) != Some(pid) {
+        return Ok(None);
+    }
+    match fds.trim().parse::<u32>() {
+        Ok(0) => Ok(None),
+        Ok(1) => Ok(Some(LISTEN_FDS_START)),
+        Ok(n) => Err(ConfigError(format!(
+            "LISTEN_FDS={n}: poolserve serves one listening socket (give the unit one ListenStream=)"
+        ))),
+        Err(_) => Err(ConfigError(format!("LISTEN_FDS: {fds:?} is not a number"))),
+    }
+}
+
 /// The `--version` line.
 pub fn version_line() -> String {
     format!("poolserve {}", env!("CARGO_PKG_VERSION"))
@@ -619,7 +655,13 @@ impl Config {
             Config::from_args(pair.clone()).map_err(|e| ConfigError(format!("{name}: {}", e.0)))?;
             from_env.extend(pair);
         }
-        Config::from_args(from_env.into_iter().chain(args))
+        let mut action = Config::from_args(from_env.into_iter().chain(args))?;
+        if let CliAction::Run(cfg) = &mut action {
+            if cfg.listen_fd.is_none() {
+                cfg.listen_fd = systemd_listener(&env, std::process::id())?;
+            }
+        }
+        Ok(action)
     }
 
     /// Parses command-line arguments (without the program name). Flags take their value as
@@ -656,6 +698,10 @@ impl Config {
                 "--addr" => cfg.addr = parse_addr(&value("--addr")?)?,
                 "--port" | "-p" => {
                     port = Some(parse_num("--port", &value("--port")?, 0, 65535)? as u16)
+                }
+                "--fd" => {
+                    let fd = parse_num("--fd", &value("--fd")?, 0, i32::MAX as usize)?;
+                    cfg.listen_fd = Some(fd as i32);
                 }
                 "--workers" => cfg.workers = parse_num("--workers", &value("--workers")?, 1, 4096)?,
                 "--queue" => cfg.queue = parse_num("--queue", &value("--queue")?, 1, 1 << 20)?,
@@ -1294,6 +1340,48 @@ mod tests {
                 .starts_with("POOLSERVE_HEADER: --header \"Date: now\""),
             "{err}"
         );
+    }
+
+    #[test]
+    fn an_inherited_socket_comes_from_fd_or_from_systemd_for_this_process() {
+        let me = std::process::id().to_string();
+        let other = (std::process::id() + 1).to_string();
+        let fd = |vars: &[(&str, &str)], args: &[&str]| match with_env(vars, args) {
+            Ok(CliAction::Run(c)) => Ok(c.listen_fd),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e.0),
+        };
+        assert_eq!(fd(&[], &[]), Ok(None));
+        assert_eq!(fd(&[], &["--fd", "7"]), Ok(Some(7)));
+        assert_eq!(fd(&[], &["--fd=0"]), Ok(Some(0)));
+        assert_eq!(fd(&[("POOLSERVE_FD", "5")], &[]), Ok(Some(5)));
+        let systemd = [("LISTEN_FDS", "1"), ("LISTEN_PID", me.as_str())];
+        assert_eq!(fd(&systemd, &[]), Ok(Some(3)));
+        assert_eq!(fd(&systemd, &["--fd", "9"]), Ok(Some(9)), "--fd wins");
+        // Meant for another process (a parent left them set): ignored, as sd_listen_fds does.
+        assert_eq!(
+            fd(&[("LISTEN_FDS", "1"), ("LISTEN_PID", other.as_str())], &[]),
+            Ok(None)
+        );
+        assert_eq!(fd(&[("LISTEN_FDS", "1")], &[]), Ok(None));
+        assert_eq!(
+            fd(&[("LISTEN_FDS", "0"), ("LISTEN_PID", me.as_str())], &[]),
+            Ok(None)
+        );
+        for (fds, want) in [
+            ("2", "LISTEN_FDS=2: poolserve serves one listening socket (give the unit one ListenStream=)"),
+            ("x", "LISTEN_FDS: \"x\" is not a number"),
+        ] {
+            assert_eq!(fd(&[("LISTEN_FDS", fds), ("LISTEN_PID", me.as_str())], &[]), Err(want.to_string()));
+        }
+        for bad in [
+            &["--fd"][..],
+            &["--fd", "-1"],
+            &["--fd", "three"],
+            &["--fd", "99999999999"],
+        ] {
+            assert!(fd(&[], bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

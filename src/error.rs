@@ -29,6 +29,14 @@ pub enum Error {
         /// What the operating system said.
         source: io::Error,
     },
+    /// The inherited listening socket (`--fd`, `LISTEN_FDS`) cannot be used: not open, not a
+    /// socket, not TCP, not listening.
+    Inherited {
+        /// The descriptor.
+        fd: i32,
+        /// Why it cannot be used.
+        source: io::Error,
+    },
     /// The document root is missing, not a directory, or cannot be canonicalized.
     Root {
         /// The root as configured.
@@ -69,6 +77,9 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Bind { addr, source } => write!(f, "cannot bind {addr}: {source}"),
+            Error::Inherited { fd, source } => {
+                write!(f, "cannot serve on inherited descriptor {fd}: {source}")
+            }
             Error::Root { path, reason } => {
                 write!(f, "cannot serve root {}: {reason}", path.display())
             }
@@ -92,7 +103,9 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Bind { source, .. } | Error::Io { source, .. } => Some(source),
+            Error::Bind { source, .. }
+            | Error::Inherited { source, .. }
+            | Error::Io { source, .. } => Some(source),
             _ => None,
         }
     }

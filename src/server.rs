@@ -204,8 +204,23 @@ fn descriptor_budget(config: &mut Config) {
     }
 }
 
+/// The listening socket this process inherited as descriptor `fd` (systemd socket
+/// activation, `--fd`), once checked to be a listening TCP socket.
+#[cfg(target_os = "linux")]
+fn inherited(fd: i32) -> Result<TcpListener, Error> {
+    crate::sys::inherited_listener(fd).map_err(|source| Error::Inherited { fd, source })
+}
+
+/// Off Linux the checks are not written: refuse rather than trust the descriptor.
+#[cfg(not(target_os = "linux"))]
+fn inherited(fd: i32) -> Result<TcpListener, Error> {
+    let source = io::Error::new(io::ErrorKind::Unsupported, "inherited sockets need Linux");
+    Err(Error::Inherited { fd, source })
+}
+
 impl Server {
-    /// Validates the root and binds the address. Nothing runs yet.
+    /// Validates the root and binds the address (or takes the inherited listening socket).
+    /// Nothing runs yet.
     pub fn bind(mut config: Config) -> Result<Server, Error> {
         let root_err = |reason: String| Error::Root {
             path: config.root.clone(),
@@ -225,14 +240,18 @@ impl Server {
         config.queue = config.queue.max(1);
         descriptor_budget(&mut config);
         let rules = RuleFiles::load(&config).map_err(Error::Rules)?;
-        let listener = TcpListener::bind(config.addr).map_err(|source| Error::Bind {
-            addr: config.addr,
-            source,
-        })?;
+        let listener = match config.listen_fd {
+            Some(fd) => inherited(fd)?,
+            None => TcpListener::bind(config.addr).map_err(|source| Error::Bind {
+                addr: config.addr,
+                source,
+            })?,
+        };
         let io_err = |context| move |source| Error::Io { context, source };
         let addr = listener
             .local_addr()
             .map_err(io_err("reading the bound address"))?;
+        config.addr = addr;
         listener
             .set_nonblocking(true)
             .map_err(io_err("configuring the listener"))?;

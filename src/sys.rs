@@ -134,6 +134,61 @@ pub fn set_listener_nodelay(listener: &TcpListener) -> io::Result<()> {
     set_int(listener.as_fd(), libc::IPPROTO_TCP, libc::TCP_NODELAY, 1)
 }
 
+/// Takes ownership of descriptor `fd`, a listening socket this process inherited (systemd's
+/// socket activation, `--fd`), as a [`TcpListener`], after checking that it is one: an open
+/// descriptor, a socket, of type stream, in the IPv4 or IPv6 family, listening
+/// (`SO_ACCEPTCONN`). Anything else is an error with a reason, and the descriptor is left
+/// alone. It is marked close-on-exec, as std marks every socket it makes.
+///
+/// The caller promises what no system call can check: that nothing else in the process
+/// owns `fd` (it was inherited at start-up, before anything was opened, and is taken once).
+pub fn inherited_listener(fd: i32) -> io::Result<TcpListener> {
+    let refuse = |why: &str| io::Error::new(io::ErrorKind::InvalidInput, why.to_string());
+    // SAFETY: F_GETFD only reads the descriptor table entry of `fd`; an invalid or closed
+    // `fd` is the EBADF error, never undefined behaviour. No pointer.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    if flags == -1 {
+        return Err(refuse(&format!("descriptor {fd} is not open")));
+    }
+    // From here on `fd` is open; it is borrowed for the checks, owned only once they pass.
+    // SAFETY: no system call: `fd` was just seen open, and the borrow lives only for the
+    // checks below, during which nothing in this function closes it.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    let sock_type = match get_opt(borrowed, libc::SOL_SOCKET, libc::SO_TYPE, 0 as libc::c_int) {
+        Ok(t) => t,
+        Err(e) if e.raw_os_error() == Some(libc::ENOTSOCK) => {
+            return Err(refuse(&format!("descriptor {fd} is not a socket")))
+        }
+        Err(e) => return Err(e),
+    };
+    let domain = get_opt(
+        borrowed,
+        libc::SOL_SOCKET,
+        libc::SO_DOMAIN,
+        0 as libc::c_int,
+    )?;
+    if sock_type != libc::SOCK_STREAM || !matches!(domain, libc::AF_INET | libc::AF_INET6) {
+        return Err(refuse(&format!("descriptor {fd} is not a TCP socket")));
+    }
+    let listening = get_opt(
+        borrowed,
+        libc::SOL_SOCKET,
+        libc::SO_ACCEPTCONN,
+        0 as libc::c_int,
+    )?;
+    if listening != 1 {
+        return Err(refuse(&format!(
+            "descriptor {fd} is a TCP socket that is not listening"
+        )));
+    }
+    // SAFETY: F_SETFD on the open `fd` only sets its close-on-exec flag. No pointer.
+    cvt(unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) })?;
+    // SAFETY: no system call: `fd` is open, a listening TCP socket, and by the caller's
+    // promise owned by nothing else in this process, so this is its one owner.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    Ok(TcpListener::from(owned))
+}
+
 /// A system call's `int` result: -1 is the error in `errno`, anything else is the value.
 fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
     if r == -1 {
@@ -160,7 +215,6 @@ fn set_int(
 
 /// Reads a socket option into `value`, a C struct of plain integers (or one integer): the
 /// kernel fills at most its size, and any bytes it leaves keep their value from `value`.
-#[cfg(test)]
 fn get_opt<T: Copy>(
     fd: BorrowedFd<'_>,
     level: libc::c_int,
@@ -195,6 +249,47 @@ mod tests {
         std::fs::write(&path, data).unwrap();
         let f = File::open(&path).unwrap();
         (path, f)
+    }
+
+    #[test]
+    fn an_inherited_listener_is_taken_only_when_it_is_a_listening_tcp_socket() {
+        use std::os::fd::IntoRawFd;
+        // A listening socket: taken, and it accepts.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let fd = listener.into_raw_fd();
+        let taken = inherited_listener(fd).expect("a listening TCP socket");
+        assert_eq!(taken.local_addr().unwrap(), addr);
+        let _client = TcpStream::connect(addr).unwrap();
+        assert!(taken.accept().is_ok());
+        // Close-on-exec, like every socket std makes.
+        // SAFETY: F_GETFD only reads the flags of the descriptor `taken` owns.
+        let flags = unsafe { libc::fcntl(taken.as_raw_fd(), libc::F_GETFD) };
+        assert_eq!(flags & libc::FD_CLOEXEC, libc::FD_CLOEXEC);
+        // Everything else is refused with its reason, and stays with its owner.
+        let (connected, _peer) = pair();
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let unix_path =
+            std::env::temp_dir().join(format!("poolserve-sys-{}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&unix_path);
+        let unix = std::os::unix::net::UnixListener::bind(&unix_path).unwrap();
+        let file = File::open("/dev/null").unwrap();
+        for (fd, why) in [
+            (
+                connected.as_raw_fd(),
+                "is a TCP socket that is not listening",
+            ),
+            (udp.as_raw_fd(), "is not a TCP socket"),
+            (unix.as_raw_fd(), "is not a TCP socket"),
+            (file.as_raw_fd(), "is not a socket"),
+            (1_000_000, "is not open"),
+        ] {
+            let err = inherited_listener(fd).expect_err(why);
+            assert_eq!(err.to_string(), format!("descriptor {fd} {why}"));
+        }
+        // The refused ones are still open and usable by their owners.
+        assert!(file.metadata().is_ok() && connected.peer_addr().is_ok());
+        std::fs::remove_file(unix_path).unwrap();
     }
 
     #[test]
