@@ -38,7 +38,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use crate::cache::{self, Cached, CachedRep, FileCache, LargeMeta, Lookup, Page, PAGE_MAX_BYTES};
+use crate::cache::{
+    self, Cached, CachedRep, FileCache, LargeMeta, Lookup, Page, INLINE_BODY_MAX, PAGE_MAX_BYTES,
+};
 use crate::conditional::{self, Plan, Preconditions};
 use crate::config::ZERO_COPY_MIN;
 use crate::encoding::{self, Coding};
@@ -743,15 +745,13 @@ impl<'a> Ask<'a> {
             connection_header(&mut out, self.head.version, self.keep);
             return Ok(self.reply(status, no_body(out)));
         }
-        // Reading and sorting a big directory is CPU work and its page is held while it is
-        // sent: a big one needs a place among `builders` (so one worker always stays free
-        // for everything else) and among the pages alive (so their memory is bounded).
+        // Reading and sorting a big directory is CPU work: a big one needs a place among
+        // `builders`, so one worker always stays free for everything else.
         let builders = config.workers.saturating_sub(1).max(1);
-        let mut places = None;
+        let mut building = None;
         let mut admit = || {
-            places = Slot::take(&shared.listing_builds, builders)
-                .zip(Slot::take(&shared.listings_live, LISTINGS_LIVE_MAX));
-            places.is_some()
+            building = Slot::take(&shared.listing_builds, 1, builders);
+            building.is_some()
         };
         let root = &config.root;
         let (entries, left_out) =
@@ -760,11 +760,20 @@ impl<'a> Ask<'a> {
                 Ok(None) => return Ok(self.error(HttpError::Unavailable)),
                 Err(e) => return Ok(self.error(HttpError::from_fs(&e))),
             };
-        let (building, live) = places.unzip();
         // Measuring the page renders it once: still the builder's work.
         let page = listing::Page::new(format, view, dir.segments, entries, left_out);
         drop(building);
         let len = page.len();
+        // A page too long to go out with its head is held while it is sent, for as long as
+        // a slow reader takes: the memory of all such pages together is bounded.
+        let held = if self.head_only() || len <= INLINE_BODY_MAX {
+            None
+        } else {
+            match Slot::take(&shared.listing_bytes, page.memory(), LISTING_PAGES_MEMORY) {
+                Some(held) => Some(held),
+                None => return Ok(self.error(HttpError::Unavailable)),
+            }
+        };
         let content_type = match format {
             Format::Html => "text/html; charset=utf-8",
             Format::Json => "application/json",
@@ -780,7 +789,7 @@ impl<'a> Ask<'a> {
         }
         out.header("Content-Length", len);
         connection_header(&mut out, self.head.version, self.keep);
-        let made = Box::new(LivePage { page, _live: live });
+        let made = Box::new(LivePage { page, _held: held });
         let body = Outgoing::made(out.finish(), made, len, self.head_only())?;
         Ok(self.reply(status, body))
     }
@@ -900,18 +909,18 @@ impl<'a> Ask<'a> {
     }
 }
 
-/// Big listings (more than [`listing::read::SMALL_LISTING`] entries) held in memory at
-/// once, being built or sent (each at most [`listing::LISTING_MAX_ENTRIES`] entries, about
-/// 7 MB for 100,000 short names); one more is 503 with `Retry-After` until one is sent. A
-/// slow reader holds its page's place for at most the write timeout between progress.
-const LISTINGS_LIVE_MAX: usize = 64;
+/// Memory for the entries of all the listing pages being sent at once (those longer than
+/// [`INLINE_BODY_MAX`], which wait for their readers): 64 MiB is eight pages of 100,000
+/// short names (about 8 MB each), or thousands of small ones. A page that would pass it is
+/// 503 with `Retry-After`; a slow reader holds its share for at most the write timeout
+/// between progress.
+const LISTING_PAGES_MEMORY: usize = 64 << 20;
 
-/// A listing page on its way out, holding its place among [`LISTINGS_LIVE_MAX`] if it is
-/// a big one.
+/// A listing page on its way out, holding its share of [`LISTING_PAGES_MEMORY`].
 #[derive(Debug)]
 struct LivePage {
     page: listing::Page,
-    _live: Option<Slot>,
+    _held: Option<Slot>,
 }
 
 impl Generate for LivePage {

@@ -272,6 +272,8 @@ impl Selection {
         let (sort, order) = (self.sort, self.order);
         self.entries
             .sort_unstable_by(|a, b| compare(a, b, sort, order));
+        // The page holds them while it is sent: no room left over from reading.
+        self.entries.shrink_to_fit();
         let left_out = self.offered - self.entries.len() as u64;
         (self.entries, left_out)
     }
@@ -470,6 +472,14 @@ impl Page {
     /// The page's length in bytes.
     pub fn len(&self) -> u64 {
         self.len
+    }
+
+    /// About how much memory the page's entries hold: each entry and its name, with the
+    /// allocator's overhead of a small block.
+    pub fn memory(&self) -> usize {
+        const BLOCK_OVERHEAD: usize = 16;
+        let names: usize = self.entries.iter().map(|e| e.name.len()).sum();
+        self.entries.len() * (std::mem::size_of::<Entry>() + BLOCK_OVERHEAD) + names
     }
 
     /// Whether the page has no bytes (never: even an empty listing has its head).

@@ -65,32 +65,39 @@ pub(crate) struct Shared {
     /// The acceptor is done (listener closed, last sweep queued): until then a drain is not
     /// over even with no connection open, because one may still be accepted.
     pub acceptor_done: AtomicBool,
-    /// Listings being read and sorted right now (see [`Slot`]).
+    /// Big listings being read and sorted right now (see [`Slot`]).
     pub listing_builds: Arc<AtomicUsize>,
-    /// Listings held in memory right now: being built or being sent.
-    pub listings_live: Arc<AtomicUsize>,
+    /// Bytes of entries held by the listing pages being sent right now.
+    pub listing_bytes: Arc<AtomicUsize>,
 }
 
-/// One of at most `max` places counted by a shared counter (a listing being built, a
-/// listing alive), given back when dropped: wherever the owner ends, a panic included.
+/// A share of a bounded resource counted by a shared counter (a listing being built, the
+/// memory of the listing pages being sent): `amount` of at most `max` in all, given back
+/// when dropped, wherever the owner ends, a panic included.
 #[derive(Debug)]
-pub(crate) struct Slot(Arc<AtomicUsize>);
+pub(crate) struct Slot {
+    counter: Arc<AtomicUsize>,
+    amount: usize,
+}
 
 impl Slot {
-    /// A place, if fewer than `max` are taken.
-    pub fn take(counter: &Arc<AtomicUsize>, max: usize) -> Option<Slot> {
+    /// `amount` more, if the total stays within `max`.
+    pub fn take(counter: &Arc<AtomicUsize>, amount: usize, max: usize) -> Option<Slot> {
         counter
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < max).then_some(n + 1)
+                n.checked_add(amount).filter(|total| *total <= max)
             })
             .ok()
-            .map(|_| Slot(Arc::clone(counter)))
+            .map(|_| Slot {
+                counter: Arc::clone(counter),
+                amount,
+            })
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.counter.fetch_sub(self.amount, Ordering::AcqRel);
     }
 }
 
@@ -138,7 +145,7 @@ impl Shared {
             keeper_failed: AtomicBool::new(false),
             acceptor_done: AtomicBool::new(false),
             listing_builds: Arc::new(AtomicUsize::new(0)),
-            listings_live: Arc::new(AtomicUsize::new(0)),
+            listing_bytes: Arc::new(AtomicUsize::new(0)),
         })
     }
 
@@ -242,21 +249,30 @@ mod tests {
     #[test]
     fn slots_are_bounded_and_given_back_when_dropped() {
         let counter = Arc::new(AtomicUsize::new(0));
-        let a = Slot::take(&counter, 2).expect("first");
-        let b = Slot::take(&counter, 2).expect("second");
-        assert!(Slot::take(&counter, 2).is_none(), "a third of two");
+        let a = Slot::take(&counter, 1, 2).expect("first");
+        let b = Slot::take(&counter, 1, 2).expect("second");
+        assert!(Slot::take(&counter, 1, 2).is_none(), "a third of two");
         assert_eq!(counter.load(Ordering::SeqCst), 2);
         drop(a);
-        let c = Slot::take(&counter, 2).expect("a place given back");
+        let c = Slot::take(&counter, 1, 2).expect("a place given back");
         // A panic gives the place back too (a listing cut short by one).
         let counter2 = Arc::clone(&counter);
         let _ = std::thread::spawn(move || {
-            let _held = Slot::take(&counter2, 3).expect("third of three");
+            let _held = Slot::take(&counter2, 1, 3).expect("third of three");
             panic!("dropped by unwinding");
         })
         .join();
         assert_eq!(counter.load(Ordering::SeqCst), 2);
         drop((b, c));
         assert_eq!(counter.load(Ordering::SeqCst), 0);
+        // Amounts: what fits is taken, what would pass the bound is not (nor overflow).
+        let bytes = Arc::new(AtomicUsize::new(0));
+        let big = Slot::take(&bytes, 700, 1000).expect("700 of 1000");
+        assert!(Slot::take(&bytes, 301, 1000).is_none());
+        assert!(Slot::take(&bytes, usize::MAX, usize::MAX).is_none());
+        let rest = Slot::take(&bytes, 300, 1000).expect("exactly the rest");
+        assert_eq!(bytes.load(Ordering::SeqCst), 1000);
+        drop((big, rest));
+        assert_eq!(bytes.load(Ordering::SeqCst), 0);
     }
 }

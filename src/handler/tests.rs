@@ -375,3 +375,51 @@ fn a_page_larger_than_the_bound_is_read_from_disk_each_time() {
         "not kept in memory"
     );
 }
+
+#[test]
+fn listing_pages_waiting_for_readers_share_a_bounded_memory() {
+    let root = Root::new("listing-memory");
+    for i in 0..300 {
+        std::fs::write(root.0.join(format!("docs/f{i:03}.txt")), "x").unwrap();
+    }
+    std::fs::remove_file(root.0.join("docs/index.html")).unwrap();
+    std::fs::create_dir(root.0.join("tiny")).unwrap();
+    let shared = root.shared(|c| c.list_dirs = true);
+    let held = || {
+        shared
+            .listing_bytes
+            .load(std::sync::atomic::Ordering::SeqCst)
+    };
+    let big = head(&get("/docs/", ""));
+    // A page too long to go out with its head holds its entries' share until it is sent.
+    let reply = answer(&big, peer(), true, None, &shared);
+    assert_eq!(reply.status, Status::Ok);
+    let share = held();
+    assert!(
+        share > 300 * std::mem::size_of::<listing::Entry>(),
+        "{share}"
+    );
+    let (text, _) = wire(reply);
+    assert!(text.len() as u64 > INLINE_BODY_MAX && text.contains("f299.txt"));
+    assert_eq!(held(), 0, "given back once sent");
+    // With the memory taken by other pages, one more is 503 (and takes nothing); HEAD and a
+    // page that goes out with its head hold nothing, so they are still answered.
+    let filler = Slot::take(
+        &shared.listing_bytes,
+        LISTING_PAGES_MEMORY - share + 1,
+        LISTING_PAGES_MEMORY,
+    )
+    .expect("room for the filler");
+    let refused = answer(&big, peer(), true, None, &shared);
+    assert_eq!(refused.status, Status::ServiceUnavailable);
+    assert!(wire(refused).0.contains("Retry-After: 1"));
+    let head_only = head("HEAD /docs/ HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(
+        answer(&head_only, peer(), true, None, &shared).status,
+        Status::Ok
+    );
+    assert_eq!(ask(&shared, &get("/tiny/", ""), true).0, 200);
+    drop(filler);
+    assert_eq!(answer(&big, peer(), true, None, &shared).status, Status::Ok);
+    assert_eq!(held(), 0, "a reply dropped unsent gives its share back too");
+}
