@@ -351,20 +351,29 @@ fn trim_zeros(digits: &[u8]) -> &[u8] {
 /// (U+FDD0 to U+FDEF, U+FFFE and U+FFFF in every plane), which valid UTF-8 may hold but an
 /// HTML document may not (HTML §13.2.3.5, `noncharacter-in-input-stream`).
 pub fn html_name(name: &[u8]) -> String {
-    let text = String::from_utf8_lossy(name);
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c if c.is_control() || is_noncharacter(c) => out.push('\u{FFFD}'),
-            c => out.push(c),
-        }
+    let mut out = Vec::with_capacity(name.len());
+    push_html_name(name, &mut out);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// [`html_name`], appended to a page.
+fn push_html_name(name: &[u8], out: &mut Vec<u8>) {
+    for c in String::from_utf8_lossy(name).chars() {
+        let escaped: &[u8] = match c {
+            '&' => b"&amp;",
+            '<' => b"&lt;",
+            '>' => b"&gt;",
+            '"' => b"&quot;",
+            '\'' => b"&#39;",
+            c if c.is_control() || is_noncharacter(c) => "\u{FFFD}".as_bytes(),
+            c => {
+                let mut buf = [0; 4];
+                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+                continue;
+            }
+        };
+        out.extend_from_slice(escaped);
     }
-    out
 }
 
 /// A Unicode noncharacter: U+FDD0 to U+FDEF, or the last two code points of a plane.
@@ -379,27 +388,48 @@ fn is_noncharacter(c: char) -> bool {
 /// attribute as it is.
 pub fn href_segment(name: &[u8]) -> String {
     let mut out = String::with_capacity(name.len());
-    crate::resolve::percent_encode(name, b"-._~", &mut out);
+    crate::resolve::percent_encode(name, UNRESERVED, &mut out);
     out
+}
+
+/// The bytes besides letters and digits a link keeps as they are (RFC 3986 §2.3).
+const UNRESERVED: &[u8] = b"-._~";
+
+/// [`href_segment`], appended to a page.
+fn push_href(name: &[u8], out: &mut Vec<u8>) {
+    out.extend(crate::resolve::percent_encoded(name, UNRESERVED));
 }
 
 /// A size for people, in binary units with one decimal under 10 (`999 B`, `1.5 KiB`,
 /// `12 MiB`); the exact byte count goes in a title beside it.
 pub fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
-    if bytes < 1024 {
-        return format!("{bytes} B");
-    }
-    let mut value = bytes as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if value < 10.0 {
-        format!("{value:.1} {}", UNITS[unit])
-    } else {
-        format!("{value:.0} {}", UNITS[unit])
+    HumanSize(bytes).to_string()
+}
+
+/// [`human_size`] as it is written into a page.
+struct HumanSize(u64);
+
+impl std::fmt::Display for HumanSize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+        // Under 10 a unit shows one decimal; a value that rounds up to 1024 of a unit is
+        // 1.0 of the next (1,048,575 bytes is 1.0 MiB, not 1024 KiB).
+        const ONE_DECIMAL_BELOW: f64 = 9.95;
+        let bytes = self.0;
+        if bytes < 1024 {
+            return write!(f, "{bytes} B");
+        }
+        let mut value = bytes as f64 / 1024.0;
+        let mut unit = 0;
+        while value.round() >= 1024.0 && unit + 1 < UNITS.len() {
+            value /= 1024.0;
+            unit += 1;
+        }
+        if value < ONE_DECIMAL_BELOW {
+            write!(f, "{value:.1} {}", UNITS[unit])
+        } else {
+            write!(f, "{value:.0} {}", UNITS[unit])
+        }
     }
 }
 
@@ -412,6 +442,8 @@ pub struct Page {
     view: View,
     /// The directory's path, decoded, one segment each.
     segments: Vec<Vec<u8>>,
+    /// Its URL path, percent-encoded, with a slash at the end (the JSON urls start with it).
+    base: String,
     entries: Vec<Entry>,
     left_out: u64,
     /// Pieces rendered so far (0: none; the head is piece 0, entry `i` piece `i + 1`).
@@ -451,10 +483,13 @@ impl Page {
         entries: Vec<Entry>,
         left_out: u64,
     ) -> Page {
+        let mut base = String::new();
+        push_base(&segments, &mut base);
         let mut page = Page {
             format,
             view,
             segments,
+            base,
             entries,
             left_out,
             next: 0,
@@ -526,15 +561,6 @@ impl Page {
         }
     }
 
-    /// The directory's URL path: `/`, then each segment percent-encoded and a slash.
-    fn base(&self, depth: usize, out: &mut String) {
-        out.push('/');
-        for segment in &self.segments[..depth] {
-            crate::resolve::percent_encode(segment, b"-._~", out);
-            out.push('/');
-        }
-    }
-
     fn html_head(&self, out: &mut Vec<u8>) {
         let mut title = String::from("/");
         for segment in &self.segments {
@@ -551,7 +577,7 @@ impl Page {
         // The breadcrumb: every ancestor, linked by its own path.
         for depth in 1..=self.segments.len() {
             s.push_str("<a href=\"");
-            self.base(depth, &mut s);
+            push_base(&self.segments[..depth], &mut s);
             s.push_str("\">");
             s.push_str(&html_name(&self.segments[depth - 1]));
             s.push_str("</a>/");
@@ -597,36 +623,38 @@ impl Page {
     }
 
     fn html_row(&self, e: &Entry, out: &mut Vec<u8>) {
-        let slash = if e.is_dir { "/" } else { "" };
-        let name = html_name(&e.name);
-        let href = href_segment(&e.name);
-        let mut s = format!("<tr><td><a href=\"{href}{slash}\">{name}{slash}</a></td>");
+        use std::io::Write;
+        // Written straight into the page: a listing of 100,000 rows is rendered twice.
+        let slash: &[u8] = if e.is_dir { b"/" } else { b"" };
+        out.extend_from_slice(b"<tr><td><a href=\"");
+        push_href(&e.name, out);
+        out.extend_from_slice(slash);
+        out.extend_from_slice(b"\">");
+        push_html_name(&e.name, out);
+        out.extend_from_slice(slash);
+        out.extend_from_slice(b"</a></td>");
         if e.is_dir {
-            s.push_str("<td class=\"s\">\u{2014}</td>");
+            out.extend_from_slice("<td class=\"s\">\u{2014}</td>".as_bytes());
         } else {
-            s.push_str(&format!(
-                "<td class=\"s\" title=\"{} bytes\">{}</td>",
-                group(e.size),
-                human_size(e.size)
-            ));
+            let (exact, human) = (Grouped(e.size), HumanSize(e.size));
+            let _ = write!(out, "<td class=\"s\" title=\"{exact} bytes\">{human}</td>");
         }
-        out.extend_from_slice(s.as_bytes());
         out.extend_from_slice(b"<td class=\"t\">");
         if let Some(t) = e.modified {
             // The exact time (ISO 8601, UTC) for machines, to the minute for people
             // (`2026-03-14 09:12`), which on a phone wraps between date and time.
-            let mut exact = Vec::with_capacity(20);
-            crate::http_date::rfc3339_into(t, &mut exact);
             out.extend_from_slice(b"<time datetime=\"");
-            out.extend_from_slice(&exact);
+            let exact = out.len();
+            crate::http_date::rfc3339_into(t, out);
+            let len = out.len() - exact;
             out.extend_from_slice(b"\">");
-            if exact.len() == 20 {
-                out.extend_from_slice(&exact[..10]);
+            if len == 20 {
+                out.extend_from_within(exact..exact + 10);
                 out.push(b' ');
-                out.extend_from_slice(&exact[11..16]);
+                out.extend_from_within(exact + 11..exact + 16);
             } else {
                 // A year outside 0000-9999: shown whole.
-                out.extend_from_slice(&exact);
+                out.extend_from_within(exact..exact + len);
             }
             out.extend_from_slice(b"</time>");
         }
@@ -656,14 +684,13 @@ impl Page {
     }
 
     fn json_row(&self, e: &Entry, out: &mut Vec<u8>) {
+        use std::io::Write;
         out.extend_from_slice(b"\n{\"name\":");
         json_string(&e.name, out);
-        let kind = if e.is_dir { "directory" } else { "file" };
-        out.extend_from_slice(format!(",\"type\":\"{kind}\",\"size\":").as_bytes());
         if e.is_dir {
-            out.extend_from_slice(b"null");
+            out.extend_from_slice(b",\"type\":\"directory\",\"size\":null");
         } else {
-            out.extend_from_slice(e.size.to_string().as_bytes());
+            let _ = write!(out, ",\"type\":\"file\",\"size\":{}", e.size);
         }
         out.extend_from_slice(b",\"mtime\":");
         match e.modified {
@@ -674,28 +701,55 @@ impl Page {
             }
             None => out.extend_from_slice(b"null"),
         }
-        let mut url = String::new();
-        self.base(self.segments.len(), &mut url);
-        url.push_str(&href_segment(&e.name));
-        if e.is_dir {
-            url.push('/');
-        }
         // Percent-encoded: nothing in it needs a JSON escape.
-        out.extend_from_slice(format!(",\"url\":\"{url}\"}}").as_bytes());
+        out.extend_from_slice(b",\"url\":\"");
+        out.extend_from_slice(self.base.as_bytes());
+        push_href(&e.name, out);
+        if e.is_dir {
+            out.push(b'/');
+        }
+        out.extend_from_slice(b"\"}");
+    }
+}
+
+/// A directory's URL path: `/`, then each of `segments` percent-encoded and a slash.
+fn push_base(segments: &[Vec<u8>], out: &mut String) {
+    out.push('/');
+    for segment in segments {
+        crate::resolve::percent_encode(segment, UNRESERVED, out);
+        out.push('/');
     }
 }
 
 /// `n` with a comma between groups of three digits (`100,000`).
 fn group(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, d) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
+    Grouped(n).to_string()
+}
+
+/// [`group`] as it is written into a page.
+struct Grouped(u64);
+
+impl std::fmt::Display for Grouped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut digits = [0u8; 20];
+        let mut n = self.0;
+        let mut len = 0;
+        loop {
+            digits[len] = b'0' + (n % 10) as u8;
+            len += 1;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
         }
-        out.push(d);
+        for i in (0..len).rev() {
+            f.write_str(char::from(digits[i]).encode_utf8(&mut [0; 4]))?;
+            if i > 0 && i % 3 == 0 {
+                f.write_str(",")?;
+            }
+        }
+        Ok(())
     }
-    out
 }
 
 fn plural(n: u64, one: &'static str, many: &'static str) -> &'static str {

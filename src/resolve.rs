@@ -368,16 +368,23 @@ fn sidecar_path(path: &Path, coding: Coding) -> PathBuf {
 /// hex, RFC 3986 §2.1): the inverse of [`percent_decode`], for links and `Location` values
 /// built from names and captured path bytes.
 pub fn percent_encode(bytes: &[u8], keep: &[u8], out: &mut String) {
+    out.extend(percent_encoded(bytes, keep).map(char::from));
+}
+
+/// The bytes of [`percent_encode`]'s text (ASCII), for a byte buffer.
+pub fn percent_encoded<'a>(bytes: &'a [u8], keep: &'a [u8]) -> impl Iterator<Item = u8> + 'a {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for &b in bytes {
-        if b.is_ascii_alphanumeric() || keep.contains(&b) {
-            out.push(b as char);
+    bytes.iter().flat_map(move |&b| {
+        let (len, out) = if b.is_ascii_alphanumeric() || keep.contains(&b) {
+            (1, [b, 0, 0])
         } else {
-            out.push('%');
-            out.push(HEX[usize::from(b >> 4)] as char);
-            out.push(HEX[usize::from(b & 15)] as char);
-        }
-    }
+            (
+                3,
+                [b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]],
+            )
+        };
+        out.into_iter().take(len)
+    })
 }
 
 /// Percent-decodes exactly once (RFC 3986 §2.1): `%` must be followed by two hex digits (either
