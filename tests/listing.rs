@@ -5,7 +5,7 @@
 //! listed at all (a hidden directory, a link out), a table of hostile names whose links all
 //! work, names that are not UTF-8, validators (304, HEAD), site rules on listings, and the
 //! share-a-folder command line. In-process on 127.0.0.1:0, in raw bytes; the big-directory
-//! figures are in `listing_big.rs`, the browser in `browser.rs`.
+//! figures are in `listing_big.rs` (and `bench/listing.sh`), the browser in `browser.rs`.
 
 mod support;
 
