@@ -275,3 +275,29 @@ fn systemd_socket_activate_starts_it_on_its_socket() {
     assert_eq!(got.as_deref(), Some("activated"));
     assert!(exited.is_some_and(|s| s.success()), "{exited:?}");
 }
+
+#[test]
+fn the_socket_and_service_units_verify_clean() {
+    if !have("systemd-analyze") {
+        println!("skipped: needs systemd-analyze");
+        return;
+    }
+    // The units as shipped, with ExecStart pointing at the binary just built (verify checks
+    // that the command exists).
+    let d = TestDir::new();
+    let deploy = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy");
+    for unit in ["poolserve.socket", "poolserve.service"] {
+        let text = std::fs::read_to_string(format!("{deploy}/{unit}")).unwrap();
+        d.file(unit, text.replace("/usr/local/bin/poolserve", BIN));
+    }
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(d.path.join("poolserve.socket"))
+        .arg(d.path.join("poolserve.service"))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    // Messages about the machine's own units (this test runs in containers too) are not ours.
+    let ours: Vec<&str> = said.lines().filter(|l| l.contains("poolserve")).collect();
+    assert!(out.status.success() && ours.is_empty(), "{said}");
+}
