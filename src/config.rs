@@ -313,6 +313,8 @@ pub struct Config {
     /// Path of the health endpoint (`None`: off). GET/HEAD answer 200 while serving and 503
     /// from the first stop signal, so a load balancer stops sending traffic before the drain.
     pub health_path: Option<String>,
+    /// Path of the Prometheus metrics endpoint (`--metrics-path`; `None`: off).
+    pub metrics_path: Option<String>,
     /// A file served (status 404) instead of the built-in not-found page.
     pub not_found_page: Option<PathBuf>,
     /// A file served (status 200, with validators and ranges) for a GET or HEAD of a missing
@@ -390,6 +392,7 @@ impl Default for Config {
             drain_delay: Duration::ZERO,
             hidden: false,
             health_path: Some(DEFAULT_HEALTH_PATH.to_string()),
+            metrics_path: None,
             not_found_page: None,
             fallback: None,
             limits: Limits::default(),
@@ -459,6 +462,7 @@ pub const ENV_OPTIONS: &[(&str, bool)] = &[
     ("--allow-write", false),
     ("--max-upload", true),
     ("--health-path", true),
+    ("--metrics-path", true),
     ("--cache-valid", true),
     ("--access-log", true),
     ("--404", true),
@@ -533,6 +537,8 @@ Options:
   --hidden                 serve dotfiles and dot-directories (404 otherwise)
   --health-path PATH       health endpoint: 200 while serving, 503 once stopping;
                            \"off\" disables it [default: /health]
+  --metrics-path PATH      Prometheus metrics (text format) at PATH, e.g. /metrics;
+                           never in the access log [default: off]
   --cache-valid SECS       small files are cached this long before the path is checked
                            again; 0 turns the cache off [default: {cv}]
   --allow-write            accept PUT (atomic upload) and DELETE of files under the root
@@ -579,6 +585,20 @@ underscores (switches take 1/true/yes or 0/false/no); the command line wins:
         defer = d.defer_accept,
         zc = format_args!("{}M", d.zero_copy_mem >> 20),
     )
+}
+
+/// The path of an endpoint the server answers itself (`--health-path`, `--metrics-path`):
+/// an origin-form path without a query, or `off`.
+fn endpoint_path(flag: &str, path: String) -> Result<Option<String>, ConfigError> {
+    match path.as_str() {
+        "off" => Ok(None),
+        p if p.starts_with('/') && p.bytes().all(|b| b.is_ascii_graphic()) && !p.contains('?') => {
+            Ok(Some(path))
+        }
+        _ => Err(ConfigError(format!(
+            "{flag}: {path:?} must start with / (or be \"off\")"
+        ))),
+    }
 }
 
 /// The first descriptor systemd passes (`SD_LISTEN_FDS_START`).
@@ -817,21 +837,10 @@ impl Config {
                 "--clean-urls" if inline.is_none() => cfg.clean_urls = true,
                 "--list-dirs" if inline.is_none() => cfg.list_dirs = true,
                 "--health-path" => {
-                    let path = value("--health-path")?;
-                    cfg.health_path = match path.as_str() {
-                        "off" => None,
-                        p if p.starts_with('/')
-                            && p.bytes().all(|b| b.is_ascii_graphic())
-                            && !p.contains('?') =>
-                        {
-                            Some(path)
-                        }
-                        _ => {
-                            return Err(ConfigError(format!(
-                                "--health-path: {path:?} must start with / (or be \"off\")"
-                            )))
-                        }
-                    }
+                    cfg.health_path = endpoint_path("--health-path", value("--health-path")?)?
+                }
+                "--metrics-path" => {
+                    cfg.metrics_path = endpoint_path("--metrics-path", value("--metrics-path")?)?
                 }
                 _ if flag.starts_with('-') => {
                     return Err(ConfigError(format!("unknown option {flag} (see --help)")))
@@ -851,6 +860,11 @@ impl Config {
         }
         if let Some(p) = port {
             cfg.addr.set_port(p);
+        }
+        if cfg.metrics_path.is_some() && cfg.metrics_path == cfg.health_path {
+            return Err(ConfigError(
+                "--metrics-path: the health endpoint already has that path".into(),
+            ));
         }
         Ok(CliAction::Run(cfg))
     }
@@ -1382,6 +1396,42 @@ mod tests {
         ] {
             assert!(fd(&[], bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn the_metrics_path_is_off_unless_given_and_never_the_health_path() {
+        assert_eq!(cfg(&[]).metrics_path, None);
+        assert_eq!(
+            cfg(&["--metrics-path", "/metrics"]).metrics_path.as_deref(),
+            Some("/metrics")
+        );
+        assert_eq!(cfg(&["--metrics-path=off"]).metrics_path, None);
+        match with_env(&[("POOLSERVE_METRICS_PATH", "/-/m")], &[]) {
+            Ok(CliAction::Run(c)) => assert_eq!(c.metrics_path.as_deref(), Some("/-/m")),
+            other => panic!("{other:?}"),
+        }
+        for (args, want) in [
+            (
+                &["--metrics-path", "metrics"][..],
+                "--metrics-path: \"metrics\" must start with / (or be \"off\")",
+            ),
+            (
+                &["--metrics-path", "/m?x"],
+                "--metrics-path: \"/m?x\" must start with / (or be \"off\")",
+            ),
+            (
+                &["--metrics-path", "/health"],
+                "--metrics-path: the health endpoint already has that path",
+            ),
+        ] {
+            assert_eq!(run(args).unwrap_err().0, want, "{args:?}");
+        }
+        // With the health endpoint moved or off, /health is free for metrics.
+        let c = cfg(&["--health-path", "off", "--metrics-path", "/health"]);
+        assert_eq!(
+            (c.health_path, c.metrics_path.as_deref()),
+            (None, Some("/health"))
+        );
     }
 
     #[test]

@@ -20,7 +20,7 @@
 use std::io::{self, Read, Write};
 use std::net::{Shutdown as Half, SocketAddr, TcpStream};
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::access::Entry;
 use crate::body::BodyDiscarder;
@@ -28,6 +28,7 @@ use crate::config::{Limits, MAX_DISCARD_BODY};
 use crate::error::HttpError;
 use crate::handler::{self, Reply, CONTINUE};
 use crate::keeper::{Lingering, Ticket};
+use crate::metrics::{self, Timeout};
 use crate::outgoing::{Outgoing, Sent, TURN_BUDGET};
 use crate::request::{self, BodyFraming, Method, Parse, RequestHead, Version};
 use crate::response::{self, Status};
@@ -105,6 +106,10 @@ enum Then {
 #[derive(Debug)]
 struct Finish {
     status: Status,
+    /// The request's method as the metrics count it ([`metrics::method_index`]).
+    method: usize,
+    /// When its head was complete.
+    start: Instant,
     /// `None` for health probes (logged at debug) and when the access log is off.
     log: Option<Entry>,
     /// Keep the connection open afterwards.
@@ -118,6 +123,8 @@ struct Receiving {
     version: Version,
     keep: KeepAlive,
     log: Option<Entry>,
+    /// When the upload's head was complete (its duration in the metrics).
+    start: Instant,
     /// No body progress by then: 408 (the head timeout, applied to each stall).
     deadline: Instant,
 }
@@ -225,6 +232,17 @@ impl Conn {
             Phase::Head if !self.buf.is_empty() => Waiting::Head,
             Phase::Head if self.requests == 0 => Waiting::Fresh,
             Phase::Head => Waiting::Idle,
+        }
+    }
+
+    /// What a deadline passing now would end, as the metrics count it.
+    pub fn timeout_kind(&self) -> Timeout {
+        match self.waiting() {
+            Waiting::Fresh => Timeout::Silent,
+            Waiting::Idle => Timeout::Idle,
+            Waiting::Head => Timeout::Head,
+            Waiting::Body => Timeout::Body,
+            Waiting::Write => Timeout::Write,
         }
     }
 
@@ -342,9 +360,11 @@ impl Conn {
     }
 
     /// Makes `reply` the pending final response.
-    fn send(&mut self, reply: Reply, log: Option<Entry>) {
+    fn send(&mut self, reply: Reply, log: Option<Entry>, method: usize, start: Instant) {
         let finish = Finish {
             status: reply.status,
+            method,
+            start,
             log,
             keep: reply.keep,
         };
@@ -530,8 +550,13 @@ fn abandon(shared: &Shared, peer: SocketAddr, pending: &Pending) {
     }
 }
 
-/// The access-log line of a finished (or abandoned) response.
+/// The access-log line and the metrics of a finished (or abandoned) response.
 fn log_done(shared: &Shared, peer: SocketAddr, finish: &Finish, body_bytes: u64) {
+    let took = finish.start.elapsed();
+    let code = finish.status.code();
+    shared
+        .metrics
+        .response(finish.method, code, body_bytes, took);
     if let Some(entry) = &finish.log {
         entry.write(&shared.access, peer, finish.status.code(), body_bytes);
     }
@@ -555,11 +580,12 @@ fn fail(conn: &mut Conn, err: HttpError, shared: &Shared) {
     log::debug!("{}: {err:?}", conn.peer);
     shared.requests.fetch_add(1, Ordering::Relaxed);
     conn.unread_input = true;
-    let log = Entry::new(shared.config.access_log, None, Instant::now());
+    let start = Instant::now();
+    let log = Entry::new(shared.config.access_log, None, start);
     let rules = shared.rules.current();
     let reply = handler::malformed(&err, &rules.headers.global());
     drop(rules);
-    conn.send(reply, log);
+    conn.send(reply, log, metrics::method_index(None), start);
 }
 
 /// Answers one parsed request: decides keep-alive, starts an upload or has the handler build
@@ -585,13 +611,13 @@ fn exchange(conn: &mut Conn, head: RequestHead, shared: &Shared, load: &dyn Load
         gate.wait_if(&head.path);
     }
     let reply = handler::answer(&head, conn.peer, keep.get(), refused, shared);
-    let log = if handler::is_health_probe(&head, shared) {
-        log::debug!("{} health probe: {}", conn.peer, reply.status.code());
+    let log = if handler::is_probe(&head, shared) {
+        log::debug!("{} {}: {}", conn.peer, head.path, reply.status.code());
         None
     } else {
         Entry::new(shared.config.access_log, Some(&head), start)
     };
-    conn.send(reply, log);
+    conn.send(reply, log, metrics::method_index(Some(&head.method)), start);
 }
 
 /// RFC 9112 §6.3: a body we will not use must still be consumed, or it would be read as the
@@ -630,6 +656,7 @@ fn receive(
         version: head.version,
         keep,
         log: Entry::new(shared.config.access_log, Some(head), start),
+        start,
         deadline: Instant::now() + shared.config.limits.head_timeout,
     });
     if head.expect_continue {
@@ -678,6 +705,7 @@ fn answer_upload(conn: &mut Conn, refused: Option<HttpError>, shared: &Shared) {
         version,
         mut keep,
         log,
+        start,
         ..
     } = *receiving;
     let result = match refused {
@@ -692,7 +720,7 @@ fn answer_upload(conn: &mut Conn, refused: Option<HttpError>, shared: &Shared) {
     let rules = shared.rules.current();
     let reply = handler::put_reply(version, keep.get(), result, &rules.headers.global());
     drop(rules);
-    conn.send(reply, log);
+    conn.send(reply, log, metrics::method_index(Some(&Method::Put)), start);
 }
 
 /// The keeper's verdict on a connection whose deadline passed while parked: a partial head
@@ -723,6 +751,13 @@ pub(crate) fn expire(mut conn: Conn, shared: &Shared) -> Option<Lingering> {
         .map(|(n, v)| (n.as_str(), v.as_str()));
     let (bytes, body) = response::status_response_with(status, false, Some("close"), &[], fields);
     let complete = (&conn.stream).write(&bytes).is_ok_and(|n| n == bytes.len());
+    let body_bytes = if complete { body } else { 0 };
+    shared.metrics.response(
+        metrics::method_index(None),
+        status.code(),
+        body_bytes,
+        Duration::ZERO,
+    );
     if let Some(entry) = log {
         entry.write(
             &shared.access,

@@ -149,8 +149,22 @@ pub(crate) fn malformed(err: &HttpError, fields: &Fields) -> Reply {
 /// A GET or HEAD of the health path: answered by [`Ask::health`] and logged at debug only
 /// (other methods there are ordinary requests: 405, in the access log).
 pub(crate) fn is_health_probe(head: &RequestHead, shared: &Shared) -> bool {
-    matches!(head.method, Method::Get | Method::Head)
-        && shared.config.health_path.as_deref() == Some(head.path.as_str())
+    is_get_of(head, shared.config.health_path.as_deref())
+}
+
+/// A GET or HEAD of the metrics path (`--metrics-path`): answered by [`Ask::metrics`].
+pub(crate) fn is_scrape(head: &RequestHead, shared: &Shared) -> bool {
+    is_get_of(head, shared.config.metrics_path.as_deref())
+}
+
+/// A health probe or a metrics scrape: logged at debug only, never in the access log (a
+/// monitor asks every few seconds; its lines would drown the visitors').
+pub(crate) fn is_probe(head: &RequestHead, shared: &Shared) -> bool {
+    is_health_probe(head, shared) || is_scrape(head, shared)
+}
+
+fn is_get_of(head: &RequestHead, path: Option<&str>) -> bool {
+    matches!(head.method, Method::Get | Method::Head) && path == Some(head.path.as_str())
 }
 
 /// What every responder needs to know about the request being answered.
@@ -257,6 +271,9 @@ impl<'a> Ask<'a> {
         }
         if is_health_probe(head, shared) {
             return Ok(self.health(shared));
+        }
+        if is_scrape(head, shared) {
+            return Ok(self.metrics(shared));
         }
         // The rule files are never served, whatever a catch-all rule says.
         if config.site_rules && self.path.is_some_and(site_rules::names_rule_file) {
@@ -553,8 +570,21 @@ impl<'a> Ask<'a> {
         } else {
             (Status::Ok, "ok\n")
         };
+        self.figures(status, "text/plain; charset=utf-8", body)
+    }
+
+    /// The metrics endpoint: the Prometheus text format ([`crate::metrics::render`]), read
+    /// from atomics without a lock. Never cached; logged at debug only.
+    fn metrics(&self, shared: &Shared) -> Reply {
+        let workers = shared.config.workers;
+        let body = crate::metrics::render(&shared.metrics, &shared.stats(), workers);
+        self.figures(Status::Ok, crate::metrics::CONTENT_TYPE, &body)
+    }
+
+    /// An answer about the server itself (health, metrics): generated, never cached.
+    fn figures(&self, status: Status, content_type: &str, body: &str) -> Reply {
         let mut h = Head::new(status);
-        h.header("Content-Type", "text/plain; charset=utf-8")
+        h.header("Content-Type", content_type)
             .header("Content-Length", body.len())
             .header("Cache-Control", "no-store");
         // Its body is ours, so are its type and its caching: a `--header` would make two.

@@ -790,9 +790,7 @@ impl Keeper {
                 continue;
             }
             if let Some(Kind::Wait(conn)) = self.take_out(slot) {
-                self.shared
-                    .timeouts
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.shared.metrics.timeout(conn.timeout_kind());
                 if conn.waiting() == Waiting::Body {
                     // Its temporary file is removed on a worker: no disk here.
                     self.ready.push(Job::Expire(conn));
@@ -1398,7 +1396,7 @@ mod tests {
             "parked",
             "the old deadline is not its own"
         );
-        assert_eq!(rig.shared.timeouts.load(Ordering::Relaxed), 0);
+        assert_eq!(rig.shared.metrics.timeouts(), 0);
         assert_eq!(rig.keeper.heap.len(), 1, "the stale entry is gone");
 
         rig.keeper.expire(current - TICK);
@@ -1410,7 +1408,7 @@ mod tests {
             "its own deadline expires it"
         );
         assert_eq!(rig.keeper.parked, 0);
-        assert_eq!(rig.shared.timeouts.load(Ordering::Relaxed), 1);
+        assert_eq!(rig.shared.metrics.timeouts(), 1);
         rig.admit_parcels();
         assert_eq!(
             state(&rig.keeper, slot),
@@ -1439,7 +1437,7 @@ mod tests {
             "parked",
             "the replaced deadline is skipped"
         );
-        assert_eq!(rig.shared.timeouts.load(Ordering::Relaxed), 0);
+        assert_eq!(rig.shared.metrics.timeouts(), 0);
 
         rig.keeper.expire(current);
         assert_eq!(
@@ -1447,7 +1445,7 @@ mod tests {
             "out",
             "the current deadline expires it"
         );
-        assert_eq!(rig.shared.timeouts.load(Ordering::Relaxed), 1);
+        assert_eq!(rig.shared.metrics.timeouts(), 1);
     }
 
     /// A pool with nobody else waiting, for driving `connection::serve` by hand.

@@ -26,7 +26,8 @@
 //! reads and writes), [`conditional`] (validators, preconditions, ranges), [`encoding`]
 //! (choosing a precompressed sidecar), [`mime`], [`http_date`], [`access`] (access-log
 //! lines), [`config`] (limits, CLI and environment), [`site_rules`] (`_redirects`,
-//! `_headers` and `--header`: parsing, limits, matching), [`listing`] (directory listings: the
+//! `_headers` and `--header`: parsing, limits, matching), [`metrics`] (the Prometheus
+//! figures: counters and their text), [`listing`] (directory listings: the
 //! view a request asks for, order, name escaping, the page made a piece at a time; its
 //! `read` submodule reads a directory with GET's refusals). The answer: `handler` (a parsed
 //! request → a reply: method, health, site rules, cache, path, representation, conditionals
@@ -69,6 +70,7 @@ mod handler;
 pub mod http_date;
 mod keeper;
 pub mod listing;
+pub mod metrics;
 pub mod mime;
 mod outgoing;
 mod pool;

@@ -48,8 +48,9 @@ pub(crate) struct Shared {
     /// closes), as the keeper last counted them: at the cap, the acceptor hands a new
     /// connection to the keeper to reclaim one of them instead of answering 503.
     pub reclaimable: AtomicUsize,
-    /// Connections ended by a deadline (head 408, keep-alive idle, silent) since start.
-    pub timeouts: AtomicU64,
+    /// Requests by method and status, body bytes, durations, and timeouts by kind (the
+    /// figures `--metrics-path` adds to these).
+    pub metrics: crate::metrics::Metrics,
     /// Connections still open when a drain hit the shutdown timeout.
     pub forced: AtomicU64,
     /// Connections parked with the keeper right now (idle, silent or partial heads).
@@ -136,7 +137,7 @@ impl Shared {
             accepted: AtomicU64::new(0),
             reclaimed: AtomicU64::new(0),
             reclaimable: AtomicUsize::new(0),
-            timeouts: AtomicU64::new(0),
+            metrics: crate::metrics::Metrics::default(),
             forced: AtomicU64::new(0),
             parked: AtomicUsize::new(0),
             watched: AtomicUsize::new(0),
@@ -170,7 +171,8 @@ impl Shared {
             idle: self.parked.load(Ordering::Relaxed),
             watched: self.watched.load(Ordering::Relaxed),
             shed: get(&self.shed),
-            timeouts: get(&self.timeouts),
+            timeouts: self.metrics.timeouts(),
+            open: self.open(),
             forced: get(&self.forced),
             log_dropped: self.access.dropped(),
             reclaimed: get(&self.reclaimed),
@@ -200,6 +202,8 @@ pub struct Stats {
     pub shed: u64,
     /// Connections ended by a deadline since start.
     pub timeouts: u64,
+    /// Connections open now: queued, being served, parked or closing.
+    pub open: usize,
     /// Connections given up on when a drain hit the shutdown timeout.
     pub forced: u64,
     /// Access-log lines dropped since start because stdout did not keep up.
