@@ -299,6 +299,8 @@ pub struct Config {
     /// Serve on this inherited listening socket instead of binding `addr` (`--fd N`, or
     /// systemd's `LISTEN_FDS` for this process: descriptor 3). See `sys::inherited_listener`.
     pub listen_fd: Option<i32>,
+    /// Bind with `SO_REUSEPORT` (`--reuse-port`), so that several processes share the port.
+    pub reuse_port: bool,
     /// Worker threads, all built at start-up.
     pub workers: usize,
     /// Capacity of the accept queue; when it is full new connections get 503.
@@ -386,6 +388,7 @@ impl Default for Config {
             root: PathBuf::from("html"),
             addr: SocketAddr::from(([127, 0, 0, 1], 8000)),
             listen_fd: None,
+            reuse_port: false,
             workers: default_workers(),
             queue: default_queue(),
             overload: Overload::Shed,
@@ -446,6 +449,7 @@ pub const ENV_OPTIONS: &[(&str, bool)] = &[
     ("--addr", true),
     ("--port", true),
     ("--fd", true),
+    ("--reuse-port", false),
     ("--workers", true),
     ("--queue", true),
     ("--max-connections", true),
@@ -517,6 +521,8 @@ Options:
   -p, --port N             port to listen on, keeping the host of --addr
   --fd N                   serve on inherited listening socket N instead of binding
                            (systemd socket activation sets LISTEN_FDS: no flag needed)
+  --reuse-port             bind with SO_REUSEPORT: several processes share the port and
+                           the kernel spreads connections among them (Linux)
   --workers N              worker threads, built at start-up [default: 4 x cores = {workers} here]
   --queue N                accept queue capacity; when full, new connections get 503
                            [default: 1024 x cores = {queue} here]
@@ -723,6 +729,7 @@ impl Config {
                     let fd = parse_num("--fd", &value("--fd")?, 0, i32::MAX as usize)?;
                     cfg.listen_fd = Some(fd as i32);
                 }
+                "--reuse-port" if inline.is_none() => cfg.reuse_port = true,
                 "--workers" => cfg.workers = parse_num("--workers", &value("--workers")?, 1, 4096)?,
                 "--queue" => cfg.queue = parse_num("--queue", &value("--queue")?, 1, 1 << 20)?,
                 "--overload" => {
@@ -1387,6 +1394,13 @@ mod tests {
             ("x", "LISTEN_FDS: \"x\" is not a number"),
         ] {
             assert_eq!(fd(&[("LISTEN_FDS", fds), ("LISTEN_PID", me.as_str())], &[]), Err(want.to_string()));
+        }
+        assert!(!cfg(&[]).reuse_port);
+        assert!(cfg(&["--reuse-port"]).reuse_port);
+        assert!(run(&["--reuse-port=yes"]).is_err());
+        match with_env(&[("POOLSERVE_REUSE_PORT", "1")], &[]) {
+            Ok(CliAction::Run(c)) => assert!(c.reuse_port),
+            other => panic!("{other:?}"),
         }
         for bad in [
             &["--fd"][..],

@@ -211,6 +211,21 @@ fn inherited(fd: i32) -> Result<TcpListener, Error> {
     crate::sys::inherited_listener(fd).map_err(|source| Error::Inherited { fd, source })
 }
 
+/// A listener on `addr` that other processes may share (`--reuse-port`).
+#[cfg(target_os = "linux")]
+fn reuse_port(addr: SocketAddr) -> io::Result<TcpListener> {
+    crate::sys::bind_reuse_port(addr, LISTEN_BACKLOG)
+}
+
+/// Off Linux `SO_REUSEPORT` means something else (BSD: no load spreading): refuse.
+#[cfg(not(target_os = "linux"))]
+fn reuse_port(_addr: SocketAddr) -> io::Result<TcpListener> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "--reuse-port needs Linux",
+    ))
+}
+
 /// Off Linux the checks are not written: refuse rather than trust the descriptor.
 #[cfg(not(target_os = "linux"))]
 fn inherited(fd: i32) -> Result<TcpListener, Error> {
@@ -240,12 +255,14 @@ impl Server {
         config.queue = config.queue.max(1);
         descriptor_budget(&mut config);
         let rules = RuleFiles::load(&config).map_err(Error::Rules)?;
+        let bind_error = |source| Error::Bind {
+            addr: config.addr,
+            source,
+        };
         let listener = match config.listen_fd {
             Some(fd) => inherited(fd)?,
-            None => TcpListener::bind(config.addr).map_err(|source| Error::Bind {
-                addr: config.addr,
-                source,
-            })?,
+            None if config.reuse_port => reuse_port(config.addr).map_err(bind_error)?,
+            None => TcpListener::bind(config.addr).map_err(bind_error)?,
         };
         let io_err = |context| move |source| Error::Io { context, source };
         let addr = listener

@@ -189,6 +189,74 @@ pub fn inherited_listener(fd: i32) -> io::Result<TcpListener> {
     Ok(TcpListener::from(owned))
 }
 
+/// A listening TCP socket on `addr` with `SO_REUSEPORT` (and `SO_REUSEADDR`, as std sets),
+/// so that several processes of the same user may listen on one port and the kernel spreads
+/// new connections among them (`--reuse-port`). std's `TcpListener::bind` cannot set an
+/// option between socket(2) and bind(2), which is where this one must go.
+pub fn bind_reuse_port(addr: std::net::SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+    let domain = match addr {
+        std::net::SocketAddr::V4(_) => libc::AF_INET,
+        std::net::SocketAddr::V6(_) => libc::AF_INET6,
+    };
+    // SAFETY: socket(2) takes only integers; a new descriptor or -1 comes back.
+    let fd = cvt(unsafe { libc::socket(domain, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) })?;
+    // SAFETY: no system call: `fd` was just returned by socket(2), is open, and nothing else
+    // owns it; from here on `owned` closes it, on every error path too.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    set_int(owned.as_fd(), libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
+    set_int(owned.as_fd(), libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
+    let (storage, len) = sockaddr(addr);
+    let ptr: *const libc::sockaddr_storage = &storage;
+    // SAFETY: the descriptor is borrowed from its live owner for the whole call; `ptr`
+    // points to a local `sockaddr_storage` holding a valid address of `len` bytes, which
+    // the kernel only reads.
+    cvt(unsafe { libc::bind(owned.as_raw_fd(), ptr.cast(), len) })?;
+    let backlog = libc::c_int::try_from(backlog).map_err(|_| io::ErrorKind::InvalidInput)?;
+    // SAFETY: the descriptor is borrowed from its live owner for the whole call; no pointer.
+    cvt(unsafe { libc::listen(owned.as_raw_fd(), backlog) })?;
+    Ok(TcpListener::from(owned))
+}
+
+/// `addr` as the C socket address bind(2) reads, and its length.
+fn sockaddr(addr: std::net::SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: no system call: `sockaddr_storage` is plain integers, for which all zeros is
+    // valid (and is what the unset fields must be).
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = match addr {
+        std::net::SocketAddr::V4(v4) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: v4.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(v4.ip().octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            let dst: *mut libc::sockaddr_storage = &mut storage;
+            // SAFETY: no system call: `sockaddr_storage` is larger than and aligned for any
+            // socket address, so a `sockaddr_in` fits at its start.
+            unsafe { dst.cast::<libc::sockaddr_in>().write(sin) };
+            std::mem::size_of::<libc::sockaddr_in>()
+        }
+        std::net::SocketAddr::V6(v6) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: v6.port().to_be(),
+                sin6_flowinfo: v6.flowinfo().to_be(),
+                sin6_addr: libc::in6_addr {
+                    s6_addr: v6.ip().octets(),
+                },
+                sin6_scope_id: v6.scope_id(),
+            };
+            let dst: *mut libc::sockaddr_storage = &mut storage;
+            // SAFETY: no system call: as above, a `sockaddr_in6` fits at the start.
+            unsafe { dst.cast::<libc::sockaddr_in6>().write(sin6) };
+            std::mem::size_of::<libc::sockaddr_in6>()
+        }
+    };
+    (storage, len as libc::socklen_t)
+}
+
 /// A system call's `int` result: -1 is the error in `errno`, anything else is the value.
 fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
     if r == -1 {
@@ -290,6 +358,30 @@ mod tests {
         // The refused ones are still open and usable by their owners.
         assert!(file.metadata().is_ok() && connected.peer_addr().is_ok());
         std::fs::remove_file(unix_path).unwrap();
+    }
+
+    #[test]
+    fn reuse_port_listeners_share_a_port_and_plain_ones_do_not() {
+        for any in ["127.0.0.1:0", "[::1]:0"] {
+            let Ok(first) = bind_reuse_port(any.parse().unwrap(), 128) else {
+                assert!(any.starts_with('['), "IPv4 loopback must work");
+                continue; // no IPv6 on this machine
+            };
+            let addr = first.local_addr().unwrap();
+            let second = bind_reuse_port(addr, 128).expect("a second listener on the same port");
+            assert_eq!(second.local_addr().unwrap(), addr);
+            let plain = TcpListener::bind(addr).expect_err("a listener without SO_REUSEPORT");
+            assert_eq!(plain.kind(), io::ErrorKind::AddrInUse);
+            // Both accept: the kernel spreads connections between them.
+            let clients: Vec<TcpStream> =
+                (0..64).map(|_| TcpStream::connect(addr).unwrap()).collect();
+            first.set_nonblocking(true).unwrap();
+            second.set_nonblocking(true).unwrap();
+            let count = |l: &TcpListener| std::iter::from_fn(|| l.accept().ok()).count();
+            let (a, b) = (count(&first), count(&second));
+            assert_eq!(a + b, clients.len());
+            assert!(a > 0 && b > 0, "{a} and {b}");
+        }
     }
 
     #[test]
