@@ -441,10 +441,7 @@ pub fn normalize(decoded: &[u8]) -> Result<Vec<Vec<u8>>, HttpError> {
 /// its real path to lie inside `root` (component-wise); everything else is NotFound.
 fn open_inside(root: &Path, full: &Path) -> Result<FileInfo, HttpError> {
     let (file, meta) = open_regular(full)?;
-    let path = opened_path(&file, full).map_err(|e| fs_error(&e))?;
-    if !path.starts_with(root) {
-        return Err(HttpError::NotFound);
-    }
+    let path = real_path_inside(root, &file, full)?;
     Ok(file_info(file, &meta, path))
 }
 
@@ -456,22 +453,10 @@ fn open_directory(
     segments: Vec<Vec<u8>>,
 ) -> Result<Directory, HttpError> {
     use std::os::unix::fs::MetadataExt;
-    // Without blocking, as in `open_regular`: a FIFO swapped in for the directory after
-    // the `stat` (a symlink renamed over another) would otherwise hold the worker until a
-    // writer comes; the `fstat` check below then rejects it.
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(abi::O_NONBLOCK)
-        .open(full)
-        .map_err(|e| fs_error(&e))?;
-    let meta = file.metadata().map_err(|e| fs_error(&e))?;
-    if !meta.is_dir() {
-        return Err(HttpError::NotFound);
-    }
-    let path = opened_path(&file, full).map_err(|e| fs_error(&e))?;
-    if !path.starts_with(root) {
-        return Err(HttpError::NotFound);
-    }
+    // Without blocking, as a file: a FIFO swapped in for the directory after the `stat` (a
+    // symlink renamed over another) would otherwise hold the worker until a writer comes.
+    let (file, meta) = open_checked(full, fs::Metadata::is_dir)?;
+    let path = real_path_inside(root, &file, full)?;
     Ok(Directory {
         file,
         path,
@@ -496,14 +481,34 @@ fn file_info(file: File, meta: &fs::Metadata, path: PathBuf) -> FileInfo {
 /// handle's metadata, so a file swapped after the `stat` is still caught; returns the file
 /// and that metadata (one `fstat` per file served).
 fn open_regular(full: &Path) -> Result<(File, fs::Metadata), HttpError> {
+    open_checked(full, fs::Metadata::is_file)
+}
+
+/// Opens `full` for reading without blocking and keeps it only if the *opened* handle's
+/// metadata passes `kind` (a regular file, a directory); anything else is NotFound.
+fn open_checked(
+    full: &Path,
+    kind: fn(&fs::Metadata) -> bool,
+) -> Result<(File, fs::Metadata), HttpError> {
     let file = OpenOptions::new()
         .read(true)
         .custom_flags(abi::O_NONBLOCK)
         .open(full)
         .map_err(|e| fs_error(&e))?;
     let meta = file.metadata().map_err(|e| fs_error(&e))?;
-    if meta.is_file() {
+    if kind(&meta) {
         Ok((file, meta))
+    } else {
+        Err(HttpError::NotFound)
+    }
+}
+
+/// The real path of the opened `file` (found at `full`), if it lies inside `root`
+/// (component-wise); NotFound otherwise.
+fn real_path_inside(root: &Path, file: &File, full: &Path) -> Result<PathBuf, HttpError> {
+    let path = opened_path(file, full).map_err(|e| fs_error(&e))?;
+    if path.starts_with(root) {
+        Ok(path)
     } else {
         Err(HttpError::NotFound)
     }
