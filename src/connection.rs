@@ -579,6 +579,11 @@ fn close(conn: Conn) -> Next {
 fn fail(conn: &mut Conn, err: HttpError, shared: &Shared) {
     log::debug!("{}: {err:?}", conn.peer);
     shared.requests.fetch_add(1, Ordering::Relaxed);
+    if matches!(err, HttpError::HeadTimeout) {
+        // A head whose deadline passed while it waited for a worker (bytes kept coming, so
+        // the keeper did not expire it): the same timeout as the keeper's 408.
+        shared.metrics.timeout(Timeout::Head);
+    }
     conn.unread_input = true;
     let start = Instant::now();
     let log = Entry::new(shared.config.access_log, None, start);
