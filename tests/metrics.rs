@@ -311,3 +311,44 @@ fn a_408_from_a_worker_counts_as_a_head_timeout() {
         "poolserve_requests_total{method=\"other\",code=\"4xx\"} 1"
     );
 }
+
+/// An upload whose body stalls is a PUT answered 408: counted under PUT (its method was
+/// parsed), as a body timeout, and timed from its head like any response.
+#[test]
+fn a_stalled_upload_is_a_put_answered_408() {
+    let d = TestDir::new();
+    let mut c = config(&d.path);
+    c.metrics_path = Some("/metrics".into());
+    c.allow_write = true;
+    c.limits.head_timeout = Duration::from_millis(300);
+    let srv = TestServer::with_config(c);
+    let mut s = srv.connect();
+    s.write_all(b"PUT /u.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\nabc")
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    assert!(
+        answer.starts_with(b"HTTP/1.1 408"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    let text = scrape(&srv).text();
+    let value = |key: &str| -> f64 {
+        let line = text.lines().find(|l| l.starts_with(key)).expect(key);
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert_eq!(value("poolserve_timeouts_total{kind=\"body\"}"), 1.0);
+    assert_eq!(
+        value("poolserve_requests_total{method=\"PUT\",code=\"4xx\"}"),
+        1.0
+    );
+    assert_eq!(
+        value("poolserve_requests_total{method=\"other\",code=\"4xx\"}"),
+        0.0
+    );
+    // Head to 408: at least the head timeout (the first scrape is the other response).
+    assert!(
+        value("poolserve_request_duration_seconds_sum") >= 0.3,
+        "{text}"
+    );
+}
