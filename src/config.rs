@@ -678,7 +678,9 @@ impl Config {
             };
             // Checked alone first, so that an error names the variable, not a flag the
             // user never typed.
-            Config::from_args(pair.clone()).map_err(|e| ConfigError(format!("{name}: {}", e.0)))?;
+            // (Alone: checks that involve two options wait for the whole configuration.)
+            Config::parse_args(pair.clone())
+                .map_err(|e| ConfigError(format!("{name}: {}", e.0)))?;
             from_env.extend(pair);
         }
         let mut action = Config::from_args(from_env.into_iter().chain(args))?;
@@ -693,6 +695,22 @@ impl Config {
     /// Parses command-line arguments (without the program name). Flags take their value as
     /// the next argument or after `=`. The root is checked later, by `Server::bind`.
     pub fn from_args<I>(args: I) -> Result<CliAction, ConfigError>
+    where
+        I: IntoIterator<Item = OsString>,
+    {
+        let action = Config::parse_args(args)?;
+        if let CliAction::Run(cfg) = &action {
+            if cfg.metrics_path.is_some() && cfg.metrics_path == cfg.health_path {
+                return Err(ConfigError(
+                    "--metrics-path: the health endpoint already has that path".into(),
+                ));
+            }
+        }
+        Ok(action)
+    }
+
+    /// [`Config::from_args`] without the checks that involve two options.
+    fn parse_args<I>(args: I) -> Result<CliAction, ConfigError>
     where
         I: IntoIterator<Item = OsString>,
     {
@@ -867,11 +885,6 @@ impl Config {
         }
         if let Some(p) = port {
             cfg.addr.set_port(p);
-        }
-        if cfg.metrics_path.is_some() && cfg.metrics_path == cfg.health_path {
-            return Err(ConfigError(
-                "--metrics-path: the health endpoint already has that path".into(),
-            ));
         }
         Ok(CliAction::Run(cfg))
     }
@@ -1445,6 +1458,25 @@ mod tests {
         assert_eq!(
             (c.health_path, c.metrics_path.as_deref()),
             (None, Some("/health"))
+        );
+        // Also when the paths come from the environment: each variable is checked alone
+        // first, and alone POOLSERVE_METRICS_PATH=/health meets the default health path.
+        let free = [
+            ("POOLSERVE_METRICS_PATH", "/health"),
+            ("POOLSERVE_HEALTH_PATH", "off"),
+        ];
+        for (vars, args) in [
+            (&free[..], &[][..]),
+            (&free[..1], &["--health-path", "/healthz"][..]),
+        ] {
+            match with_env(vars, args) {
+                Ok(CliAction::Run(c)) => assert_eq!(c.metrics_path.as_deref(), Some("/health")),
+                other => panic!("{vars:?} {args:?}: {other:?}"),
+            }
+        }
+        assert_eq!(
+            with_env(&free[..1], &[]).unwrap_err().0,
+            "--metrics-path: the health endpoint already has that path"
         );
     }
 

@@ -579,6 +579,11 @@ fn close(conn: Conn) -> Next {
 fn fail(conn: &mut Conn, err: HttpError, shared: &Shared) {
     log::debug!("{}: {err:?}", conn.peer);
     shared.requests.fetch_add(1, Ordering::Relaxed);
+    if matches!(err, HttpError::HeadTimeout) {
+        // A head whose deadline passed while it waited for a worker (bytes kept coming, so
+        // the keeper did not expire it): the same timeout as the keeper's 408.
+        shared.metrics.timeout(Timeout::Head);
+    }
     conn.unread_input = true;
     let start = Instant::now();
     let log = Entry::new(shared.config.access_log, None, start);
@@ -729,19 +734,22 @@ fn answer_upload(conn: &mut Conn, refused: Option<HttpError>, shared: &Shared) {
 /// abandoned (logged with the bytes that went out). The socket is non-blocking, so the keeper
 /// never waits on the 408: a client that does not even read 200 bytes loses it.
 pub(crate) fn expire(mut conn: Conn, shared: &Shared) -> Option<Lingering> {
-    match &conn.phase {
-        Phase::Head if conn.waiting() == Waiting::Head => {}
+    // A stalled head has no method yet; a stalled upload is a PUT, timed from its head.
+    let (method, start) = match &conn.phase {
+        Phase::Head if conn.waiting() == Waiting::Head => (metrics::method_index(None), None),
         Phase::Head => return None,
-        Phase::Body(_) => {
+        Phase::Body(receiving) => {
             log::debug!("{}: upload stalled, 408", conn.peer);
+            let start = receiving.start;
             conn.phase = Phase::Head; // removes the temporary file
+            (metrics::method_index(Some(&Method::Put)), Some(start))
         }
         Phase::Write(pending) => {
             log::debug!("{}: write stalled, closing", conn.peer);
             abandon(shared, conn.peer, pending);
             return None;
         }
-    }
+    };
     let log = Entry::new(shared.config.access_log, None, Instant::now());
     let status = HttpError::HeadTimeout.status();
     // The `--header` fields as fixed at start-up: the keeper does not consult the rules.
@@ -752,12 +760,10 @@ pub(crate) fn expire(mut conn: Conn, shared: &Shared) -> Option<Lingering> {
     let (bytes, body) = response::status_response_with(status, false, Some("close"), &[], fields);
     let complete = (&conn.stream).write(&bytes).is_ok_and(|n| n == bytes.len());
     let body_bytes = if complete { body } else { 0 };
-    shared.metrics.response(
-        metrics::method_index(None),
-        status.code(),
-        body_bytes,
-        Duration::ZERO,
-    );
+    let took = start.map_or(Duration::ZERO, |s| s.elapsed());
+    shared
+        .metrics
+        .response(method, status.code(), body_bytes, took);
     if let Some(entry) = log {
         entry.write(
             &shared.access,

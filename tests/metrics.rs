@@ -258,3 +258,97 @@ fn scrapes_stay_out_of_the_access_log() {
     assert_eq!(lines.len(), 1, "{rest}");
     assert!(lines[0].contains("\"GET /a.txt HTTP/1.1\" 200"), "{rest}");
 }
+
+/// A partial head whose deadline passes while it waits for a worker (more bytes arrived, so
+/// the keeper handed it on instead of expiring it) is answered 408 by the worker: counted as
+/// a head timeout like the keeper's 408.
+#[test]
+fn a_408_from_a_worker_counts_as_a_head_timeout() {
+    let d = TestDir::new();
+    d.file("held.txt", "held\n");
+    d.file("a.txt", "aaa\n");
+    let gate = poolserve::HoldGate::new("/held.txt");
+    let mut c = config(&d.path);
+    c.workers = 1;
+    c.hold = Some(gate.clone());
+    c.metrics_path = Some("/metrics".into());
+    c.limits.head_timeout = Duration::from_millis(300);
+    let srv = TestServer::with_config(c);
+    let mut slow = srv.connect();
+    slow.write_all(b"GET /a.txt HTTP/1.1\r\nHo").unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let mut held = srv.connect();
+    held.write_all(b"GET /held.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    support::wait_until_held(&gate, 1);
+    // Before the deadline: the keeper hands the connection on, to the busy worker's queue.
+    std::thread::sleep(Duration::from_millis(100));
+    slow.write_all(b"s").unwrap();
+    // The deadline passes in the queue.
+    std::thread::sleep(Duration::from_millis(400));
+    gate.release();
+    let mut answer = Vec::new();
+    let _ = slow.read_to_end(&mut answer);
+    assert!(
+        answer.starts_with(b"HTTP/1.1 408"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    let _ = held.read_to_end(&mut Vec::new());
+    let text = scrape(&srv).text();
+    let line = |key: &str| {
+        text.lines()
+            .find(|l| l.starts_with(key))
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(
+        line("poolserve_timeouts_total{kind=\"head\"}"),
+        "poolserve_timeouts_total{kind=\"head\"} 1"
+    );
+    assert_eq!(
+        line("poolserve_requests_total{method=\"other\",code=\"4xx\"}"),
+        "poolserve_requests_total{method=\"other\",code=\"4xx\"} 1"
+    );
+}
+
+/// An upload whose body stalls is a PUT answered 408: counted under PUT (its method was
+/// parsed), as a body timeout, and timed from its head like any response.
+#[test]
+fn a_stalled_upload_is_a_put_answered_408() {
+    let d = TestDir::new();
+    let mut c = config(&d.path);
+    c.metrics_path = Some("/metrics".into());
+    c.allow_write = true;
+    c.limits.head_timeout = Duration::from_millis(300);
+    let srv = TestServer::with_config(c);
+    let mut s = srv.connect();
+    s.write_all(b"PUT /u.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\nabc")
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    assert!(
+        answer.starts_with(b"HTTP/1.1 408"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    let text = scrape(&srv).text();
+    let value = |key: &str| -> f64 {
+        let line = text.lines().find(|l| l.starts_with(key)).expect(key);
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert_eq!(value("poolserve_timeouts_total{kind=\"body\"}"), 1.0);
+    assert_eq!(
+        value("poolserve_requests_total{method=\"PUT\",code=\"4xx\"}"),
+        1.0
+    );
+    assert_eq!(
+        value("poolserve_requests_total{method=\"other\",code=\"4xx\"}"),
+        0.0
+    );
+    // Head to 408: at least the head timeout (the first scrape is the other response).
+    assert!(
+        value("poolserve_request_duration_seconds_sum") >= 0.3,
+        "{text}"
+    );
+}
