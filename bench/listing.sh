@@ -95,30 +95,8 @@ declare -A SERVE=()   # server name -> the process that serves (nginx: its worke
 declare -A PORT=()
 RUNNING=()
 
-stop_server() {
-    local pid=${PID[$1]:-} i
-    [[ -n $pid ]] || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    unset 'PID[$1]'
-}
-stop_all() {
-    local name
-    for name in "${RUNNING[@]}"; do stop_server "$name"; done
-    RUNNING=()
-}
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    stop_all
-    if [[ -n ${KEEP_TMP:-} ]]; then log "kept $TMP"; else rm -rf "$TMP"; fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+# shellcheck source=bench/lib.sh disable=SC1091
+source "$BENCH/lib.sh"
 
 # ---- the directories ----------------------------------------------------------------------
 mkdir -p "$ROOT"

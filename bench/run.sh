@@ -205,30 +205,8 @@ declare -A PORT=()     # server name -> port
 RUNNING=()             # names of the servers up right now
 POOLSERVE_INFO=""      # "N workers, queue M" as the default-config poolserve reported it
 
-stop_server() {
-    local name=$1 pid=${PID[$1]:-} i
-    [[ -n $pid ]] || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    unset 'PID[$name]'
-}
-stop_all() {
-    local name
-    for name in "${RUNNING[@]}"; do stop_server "$name"; done
-    RUNNING=()
-}
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    stop_all
-    if [[ -n ${KEEP_TMP:-} ]]; then log "kept $TMP"; else rm -rf "$TMP"; fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+# shellcheck source=bench/lib.sh disable=SC1091
+source "$BENCH/lib.sh"
 
 # ---- servers ------------------------------------------------------------------------------
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }

@@ -688,6 +688,12 @@ impl Config {
             if cfg.listen_fd.is_none() {
                 cfg.listen_fd = systemd_listener(&env, std::process::id())?;
             }
+            // An inherited socket is bound already, by its owner, with its own options.
+            if cfg.listen_fd.is_some() && cfg.reuse_port {
+                return Err(ConfigError(
+                    "--reuse-port: the inherited listening socket (--fd, LISTEN_FDS) is bound already; set SO_REUSEPORT where it is made (ReusePort=yes in the .socket unit)".into(),
+                ));
+            }
         }
         Ok(action)
     }
@@ -1410,6 +1416,12 @@ mod tests {
         }
         assert!(!cfg(&[]).reuse_port);
         assert!(cfg(&["--reuse-port"]).reuse_port);
+        let both = fd(&systemd, &["--reuse-port"]).unwrap_err();
+        assert!(
+            both.starts_with("--reuse-port: the inherited listening socket"),
+            "{both}"
+        );
+        assert!(fd(&[], &["--fd", "3", "--reuse-port"]).is_err());
         assert!(run(&["--reuse-port=yes"]).is_err());
         match with_env(&[("POOLSERVE_REUSE_PORT", "1")], &[]) {
             Ok(CliAction::Run(c)) => assert!(c.reuse_port),

@@ -134,14 +134,16 @@ pub fn set_listener_nodelay(listener: &TcpListener) -> io::Result<()> {
     set_int(listener.as_fd(), libc::IPPROTO_TCP, libc::TCP_NODELAY, 1)
 }
 
-/// Takes ownership of descriptor `fd`, a listening socket this process inherited (systemd's
-/// socket activation, `--fd`), as a [`TcpListener`], after checking that it is one: an open
+/// A [`TcpListener`] on the listening socket at descriptor `fd`, which this process
+/// inherited (systemd's socket activation, `--fd`), after checking that it is one: an open
 /// descriptor, a socket, of type stream, in the IPv4 or IPv6 family, listening
-/// (`SO_ACCEPTCONN`). Anything else is an error with a reason, and the descriptor is left
-/// alone. It is marked close-on-exec, as std marks every socket it makes.
+/// (`SO_ACCEPTCONN`). Anything else is an error with a reason.
 ///
-/// The caller promises what no system call can check: that nothing else in the process
-/// owns `fd` (it was inherited at start-up, before anything was opened, and is taken once).
+/// The listener owns a duplicate (close-on-exec, as std makes every socket), never `fd`
+/// itself: `fd` is not ours to close (an embedding program could name any descriptor it
+/// holds), so it is only read and duplicated, and stays open for the life of the process.
+/// When the listener is dropped at the drain, the socket goes on queueing connections
+/// (for a successor that shares it, the point of socket activation) until `fd` closes.
 pub fn inherited_listener(fd: i32) -> io::Result<TcpListener> {
     let refuse = |why: &str| io::Error::new(io::ErrorKind::InvalidInput, why.to_string());
     // SAFETY: F_GETFD only reads the descriptor table entry of `fd`; an invalid or closed
@@ -181,11 +183,12 @@ pub fn inherited_listener(fd: i32) -> io::Result<TcpListener> {
             "descriptor {fd} is a TCP socket that is not listening"
         )));
     }
-    // SAFETY: F_SETFD on the open `fd` only sets its close-on-exec flag. No pointer.
-    cvt(unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) })?;
-    // SAFETY: no system call: `fd` is open, a listening TCP socket, and by the caller's
-    // promise owned by nothing else in this process, so this is its one owner.
-    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: F_DUPFD_CLOEXEC on the open `fd` makes a new descriptor for the same socket
+    // (the lowest free number, close-on-exec) and touches nothing else. No pointer.
+    let dup = cvt(unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) })?;
+    // SAFETY: no system call: `dup` was just made for us by F_DUPFD_CLOEXEC, is open, and
+    // nothing else in the process knows it, so this is its one owner.
+    let owned = unsafe { OwnedFd::from_raw_fd(dup) };
     Ok(TcpListener::from(owned))
 }
 
@@ -321,13 +324,18 @@ mod tests {
 
     #[test]
     fn an_inherited_listener_is_taken_only_when_it_is_a_listening_tcp_socket() {
-        use std::os::fd::IntoRawFd;
         // A listening socket: taken, and it accepts.
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        let fd = listener.into_raw_fd();
+        let fd = listener.as_raw_fd();
         let taken = inherited_listener(fd).expect("a listening TCP socket");
         assert_eq!(taken.local_addr().unwrap(), addr);
+        // A duplicate: dropping it leaves `fd` to its owner, still listening.
+        assert_ne!(taken.as_raw_fd(), fd);
+        let again = inherited_listener(fd).expect("still open and listening");
+        drop(taken);
+        assert_eq!(listener.local_addr().unwrap(), addr);
+        let taken = again;
         let _client = TcpStream::connect(addr).unwrap();
         assert!(taken.accept().is_ok());
         // Close-on-exec, like every socket std makes.

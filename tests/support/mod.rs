@@ -182,6 +182,9 @@ pub fn read_response(s: &mut impl Read, head_request: bool) -> Option<Response> 
     while !head.ends_with(b"\r\n\r\n") {
         match s.read(&mut byte) {
             Ok(1) => head.push(byte[0]),
+            // A signal landed on this thread (a test nearby ran a child process): not the
+            // server's doing, so read again, as `read_exact` does.
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             _ => return None,
         }
     }
@@ -230,6 +233,7 @@ pub fn is_closed(s: &mut TcpStream) -> bool {
             Ok(0) => return true,
             Ok(_) => continue,
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(_) => return false,
         }
     }
