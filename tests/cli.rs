@@ -4,12 +4,12 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, ChildStdout, Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use support::TestDir;
+use support::{first_line, TestDir};
 
 const BIN: &str = env!("CARGO_BIN_EXE_poolserve");
 
@@ -85,21 +85,6 @@ fn start(root: &TestDir, extra: &[&str]) -> (Child, SocketAddr) {
 /// Reads the address from the binary's one stdout line (`... listening on http://ADDR/ ...`).
 fn listening_address(child: &mut Child) -> SocketAddr {
     first_line(child).2
-}
-
-/// Reads the binary's first stdout line; returns the reader for the rest of its stdout (the
-/// access log), the line, and the address in it (`... listening on http://ADDR/ ...`).
-fn first_line(child: &mut Child) -> (BufReader<ChildStdout>, String, SocketAddr) {
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no address in {line:?}"));
-    (out, line, addr)
 }
 
 fn start_logging(root: &TestDir, extra: &[&str], rust_log: &str) -> (Child, SocketAddr) {

@@ -6,11 +6,11 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::{config, Response, TestDir, TestServer};
+use support::{config, first_line, Response, TestDir, TestServer};
 
 /// The samples of a scrape as `name{labels} value` lines, parsed by prometheus_client
 /// (each line `NAME<TAB>LABELS-AS-JSON<TAB>VALUE`), or `None` when the parser is missing.
@@ -229,17 +229,9 @@ fn scrapes_stay_out_of_the_access_log() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|r| r.split('/').next())
-        .expect(&line)
-        .to_string();
+    let (mut out, _, addr) = first_line(&mut child);
     for path in ["/metrics", "/a.txt", "/metrics"] {
-        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
         write!(
             s,
             "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"

@@ -4,11 +4,11 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, ChildStdout, Command, Stdio};
 
-use support::TestDir;
+use support::{first_line, TestDir};
 
 const BIN: &str = env!("CARGO_BIN_EXE_poolserve");
 
@@ -22,16 +22,8 @@ fn start(args: &[&str], root: &TestDir) -> (Child, BufReader<ChildStdout>, u16) 
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    let port = line
-        .split("http://127.0.0.1:")
-        .nth(1)
-        .and_then(|r| r.split('/').next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no port in {line:?}"));
-    (child, out, port)
+    let (out, _, addr) = first_line(&mut child);
+    (child, out, addr.port())
 }
 
 fn stop(mut child: Child) -> Option<i32> {

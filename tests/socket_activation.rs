@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::TestDir;
+use support::{first_line, TestDir};
 
 const BIN: &str = env!("CARGO_BIN_EXE_poolserve");
 const HARNESS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/activation_harness.py");
@@ -197,16 +197,7 @@ fn listen_fds_meant_for_another_process_is_ignored() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|r| r.split('/').next())
-        .expect(&line)
-        .to_string();
+    let (_out, _, addr) = first_line(&mut child);
     let r = curl_body(&format!("http://{addr}/a.txt"));
     stop_on_drop(&mut child);
     assert_eq!(r.as_deref(), Some("a"), "it bound its own port and served");

@@ -3,9 +3,10 @@
 //! reads responses framed by Content-Length so keep-alive and pipelining can be checked.
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -173,6 +174,21 @@ impl Response {
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
+}
+
+/// Reads the binary's first stdout line; returns the reader for the rest of its stdout (the
+/// access log), the line, and the address in it (`... listening on http://ADDR/ ...`).
+pub fn first_line(child: &mut Child) -> (BufReader<ChildStdout>, String, SocketAddr) {
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    (out, line, addr)
 }
 
 /// Reads one response; the body is framed by Content-Length (none for HEAD, 1xx, 204, 304).
