@@ -38,9 +38,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use crate::cache::{
-    self, Cached, CachedRep, FileCache, LargeMeta, Lookup, Page, INLINE_BODY_MAX, PAGE_MAX_BYTES,
-};
+use crate::cache::{self, Cached, CachedRep, FileCache, LargeMeta, Lookup, Page, PAGE_MAX_BYTES};
 use crate::conditional::{self, Plan, Preconditions};
 use crate::config::ZERO_COPY_MIN;
 use crate::encoding::{self, Coding};
@@ -796,13 +794,13 @@ impl<'a> Ask<'a> {
         let len = page.len();
         // A page too long to go out with its head is held while it is sent, for as long as
         // a slow reader takes: the memory of all such pages together is bounded.
-        let held = if self.head_only() || len <= INLINE_BODY_MAX {
-            None
-        } else {
+        let held = if Outgoing::keeps_body(len, self.head_only()) {
             match Slot::take(&shared.listing_bytes, page.memory(), LISTING_PAGES_MEMORY) {
                 Some(held) => Some(held),
                 None => return Ok(self.error(HttpError::Unavailable)),
             }
+        } else {
+            None
         };
         let content_type = match format {
             Format::Html => "text/html; charset=utf-8",
@@ -939,8 +937,8 @@ impl<'a> Ask<'a> {
     }
 }
 
-/// Memory for the entries of all the listing pages being sent at once (those longer than
-/// [`INLINE_BODY_MAX`], which wait for their readers): 64 MiB is eight pages of 100,000
+/// Memory for the entries of all the listing pages being sent at once (those that wait for
+/// their readers, [`Outgoing::keeps_body`]): 64 MiB is eight pages of 100,000
 /// short names (about 8 MB each), or thousands of small ones. A page that would pass it is
 /// 503 with `Retry-After`; a slow reader holds its share for at most the write timeout
 /// between progress.

@@ -187,6 +187,13 @@ impl Outgoing {
         }
     }
 
+    /// Whether a body of `len` bytes is kept to go out as the socket takes it, rather than
+    /// joined to its head at once (HEAD sends none; bodies up to [`INLINE_BODY_MAX`] are
+    /// joined). What is kept is held for as long as the client takes to read it.
+    pub fn keeps_body(len: u64, head_only: bool) -> bool {
+        !head_only && len > INLINE_BODY_MAX
+    }
+
     /// `head` then `len` bytes of `body` from `offset` (nothing after the head for HEAD).
     /// Bodies up to [`INLINE_BODY_MAX`] are read now and joined to the head.
     pub fn file(
@@ -197,12 +204,11 @@ impl Outgoing {
         head_only: bool,
     ) -> io::Result<Outgoing> {
         let head_len = head.len();
-        if head_only || len == 0 {
-            return Ok(Outgoing::bytes(head, head_len));
-        }
-        if len <= INLINE_BODY_MAX {
-            head.resize(head_len + len as usize, 0);
-            body.read_exact_at(&mut head[head_len..], offset)?;
+        if !Outgoing::keeps_body(len, head_only) {
+            if !head_only {
+                head.resize(head_len + len as usize, 0);
+                body.read_exact_at(&mut head[head_len..], offset)?;
+            }
             return Ok(Outgoing::bytes(head, head_len));
         }
         let mut out = Outgoing::bytes(head, head_len);
@@ -223,13 +229,12 @@ impl Outgoing {
         head_only: bool,
     ) -> io::Result<Outgoing> {
         let head_len = head.len();
-        if head_only || len == 0 {
-            return Ok(Outgoing::bytes(head, head_len));
-        }
-        if len <= INLINE_BODY_MAX {
-            made.fill(&mut head, usize::MAX);
-            if (head.len() - head_len) as u64 != len {
-                return Err(not_as_promised());
+        if !Outgoing::keeps_body(len, head_only) {
+            if !head_only {
+                made.fill(&mut head, usize::MAX);
+                if (head.len() - head_len) as u64 != len {
+                    return Err(not_as_promised());
+                }
             }
             return Ok(Outgoing::bytes(head, head_len));
         }

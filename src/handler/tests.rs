@@ -400,7 +400,7 @@ fn listing_pages_waiting_for_readers_share_a_bounded_memory() {
         "{share}"
     );
     let (text, _) = wire(reply);
-    assert!(text.len() as u64 > INLINE_BODY_MAX && text.contains("f299.txt"));
+    assert!(text.len() as u64 > crate::cache::INLINE_BODY_MAX && text.contains("f299.txt"));
     assert_eq!(held(), 0, "given back once sent");
     // With the memory taken by other pages, one more is 503 (and takes nothing); HEAD and a
     // page that goes out with its head hold nothing, so they are still answered.
