@@ -607,6 +607,23 @@ fn endpoint_path(flag: &str, path: String) -> Result<Option<String>, ConfigError
     }
 }
 
+/// The options that cannot go together, checked on the whole configuration (one option
+/// alone cannot know what the others say).
+fn check_together(cfg: &Config) -> Result<(), ConfigError> {
+    if cfg.metrics_path.is_some() && cfg.metrics_path == cfg.health_path {
+        return Err(ConfigError(
+            "--metrics-path: the health endpoint already has that path".into(),
+        ));
+    }
+    // An inherited socket is bound already, by its owner, with its own options.
+    if cfg.listen_fd.is_some() && cfg.reuse_port {
+        return Err(ConfigError(
+            "--reuse-port: the inherited listening socket (--fd, LISTEN_FDS) is bound already; set SO_REUSEPORT where it is made (ReusePort=yes in the .socket unit)".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// The first descriptor systemd passes (`SD_LISTEN_FDS_START`).
 const LISTEN_FDS_START: i32 = 3;
 
@@ -687,12 +704,7 @@ impl Config {
         if let CliAction::Run(cfg) = &mut action {
             if cfg.listen_fd.is_none() {
                 cfg.listen_fd = systemd_listener(&env, std::process::id())?;
-            }
-            // An inherited socket is bound already, by its owner, with its own options.
-            if cfg.listen_fd.is_some() && cfg.reuse_port {
-                return Err(ConfigError(
-                    "--reuse-port: the inherited listening socket (--fd, LISTEN_FDS) is bound already; set SO_REUSEPORT where it is made (ReusePort=yes in the .socket unit)".into(),
-                ));
+                check_together(cfg)?;
             }
         }
         Ok(action)
@@ -706,11 +718,7 @@ impl Config {
     {
         let action = Config::parse_args(args)?;
         if let CliAction::Run(cfg) = &action {
-            if cfg.metrics_path.is_some() && cfg.metrics_path == cfg.health_path {
-                return Err(ConfigError(
-                    "--metrics-path: the health endpoint already has that path".into(),
-                ));
-            }
+            check_together(cfg)?;
         }
         Ok(action)
     }
@@ -1422,6 +1430,8 @@ mod tests {
             "{both}"
         );
         assert!(fd(&[], &["--fd", "3", "--reuse-port"]).is_err());
+        // Config::from_args alone (embedding programs) refuses the pair too.
+        assert!(run(&["--fd", "3", "--reuse-port"]).is_err());
         assert!(run(&["--reuse-port=yes"]).is_err());
         match with_env(&[("POOLSERVE_REUSE_PORT", "1")], &[]) {
             Ok(CliAction::Run(c)) => assert!(c.reuse_port),

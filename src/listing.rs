@@ -532,7 +532,7 @@ impl Page {
         self.next < self.pieces()
     }
 
-    /// The whole page (tests, and small pages).
+    /// The whole page at once (from the start, whatever was filled before).
     pub fn render(mut self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.len as usize);
         self.fill(&mut out, usize::MAX);
