@@ -57,10 +57,10 @@ pub struct Metrics {
     requests: [[AtomicU64; 5]; 6],
     body_bytes: AtomicU64,
     timeouts: [AtomicU64; 5],
-    /// Requests per bucket (not cumulative: [`render`] adds them up).
-    durations: [AtomicU64; 7],
+    /// Requests per bucket (not cumulative: [`render`] adds them up), the last for those
+    /// above every bound: their total is the histogram's count.
+    durations: [AtomicU64; BUCKETS_US.len() + 1],
     duration_sum_us: AtomicU64,
-    duration_count: AtomicU64,
 }
 
 /// The [`METHODS`] index of a request's method (`None`: a request we could not parse).
@@ -83,11 +83,12 @@ impl Metrics {
         self.requests[method.min(METHODS.len() - 1)][class].fetch_add(1, Ordering::Relaxed);
         self.body_bytes.fetch_add(body_bytes, Ordering::Relaxed);
         let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
-        if let Some(bucket) = BUCKETS_US.iter().position(|&le| us <= le) {
-            self.durations[bucket].fetch_add(1, Ordering::Relaxed);
-        }
+        let bucket = BUCKETS_US
+            .iter()
+            .position(|&le| us <= le)
+            .unwrap_or(BUCKETS_US.len());
+        self.durations[bucket].fetch_add(1, Ordering::Relaxed);
         self.duration_sum_us.fetch_add(us, Ordering::Relaxed);
-        self.duration_count.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A connection ended by a deadline.
@@ -216,30 +217,20 @@ pub fn render(metrics: &Metrics, stats: &Stats, workers: usize) -> String {
         "histogram",
         "Time from a request's head to the end of its response.",
     );
+    // One read per bucket, the count their total: the buckets stay cumulative and `+Inf`
+    // equals `_count` whatever is recorded meanwhile.
     let mut cumulative = 0;
-    for (le, n) in BUCKETS_US.iter().zip(&metrics.durations) {
+    let bounds = BUCKETS_US.iter().map(|us| format!("{}", *us as f64 / 1e6));
+    for (le, n) in bounds.chain(["+Inf".to_string()]).zip(&metrics.durations) {
         cumulative += get(n);
-        let le = *le as f64 / 1e6;
         let _ = writeln!(
             out,
             "poolserve_request_duration_seconds_bucket{{le=\"{le}\"}} {cumulative}"
         );
     }
-    // Read after the buckets: a response recorded meanwhile may count here and not there,
-    // never the other way round, so +Inf is never below the last bucket.
-    let count = get(&metrics.duration_count);
-    let _ = writeln!(
-        out,
-        "poolserve_request_duration_seconds_bucket{{le=\"+Inf\"}} {}",
-        count.max(cumulative)
-    );
     let sum = get(&metrics.duration_sum_us) as f64 / 1e6;
     let _ = writeln!(out, "poolserve_request_duration_seconds_sum {sum}");
-    let _ = writeln!(
-        out,
-        "poolserve_request_duration_seconds_count {}",
-        count.max(cumulative)
-    );
+    let _ = writeln!(out, "poolserve_request_duration_seconds_count {cumulative}");
     out
 }
 
