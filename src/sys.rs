@@ -110,7 +110,8 @@ pub fn defer_accept(listener: &TcpListener) -> io::Result<u32> {
 }
 
 /// Sets a listening socket's backlog: listen(2) again on a socket that listens already, which
-/// Linux allows and which only changes the queue bound (capped at `net.core.somaxconn`).
+/// Linux allows and which only changes the queue bound (capped at `net.core.somaxconn`); on a
+/// bound socket that does not listen yet ([`bind_reuse_port`]) it starts listening.
 pub fn set_backlog(listener: &TcpListener, backlog: u32) -> io::Result<()> {
     let backlog = libc::c_int::try_from(backlog).map_err(|_| io::ErrorKind::InvalidInput)?;
     // SAFETY: the descriptor is borrowed from its live owner for the whole call; no pointer.
@@ -214,10 +215,9 @@ pub fn bind_reuse_port(addr: std::net::SocketAddr, backlog: u32) -> io::Result<T
     // points to a local `sockaddr_storage` holding a valid address of `len` bytes, which
     // the kernel only reads.
     cvt(unsafe { libc::bind(owned.as_raw_fd(), ptr.cast(), len) })?;
-    let backlog = libc::c_int::try_from(backlog).map_err(|_| io::ErrorKind::InvalidInput)?;
-    // SAFETY: the descriptor is borrowed from its live owner for the whole call; no pointer.
-    cvt(unsafe { libc::listen(owned.as_raw_fd(), backlog) })?;
-    Ok(TcpListener::from(owned))
+    let listener = TcpListener::from(owned);
+    set_backlog(&listener, backlog)?;
+    Ok(listener)
 }
 
 /// `addr` as the C socket address bind(2) reads, and its length.
