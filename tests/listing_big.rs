@@ -4,10 +4,10 @@
 //! how many entries were left out. How fast is `bench/listing.sh`'s (the house rule: speed is
 //! measured by a benchmark, never by a timed test).
 //!
-//! Alone in its test binary, because it reads the peak resident memory of the whole process
-//! (like upload_memory.rs). The tests take turns ([`serial`]) so that one test's listing never
-//! shows in another's memory figure, and share one directory of 100,000 entries, made once
-//! per run ([`big_root`]) and removed when the process exits.
+//! The memory figure is the built binary's own, read from `/proc/PID/status` of a fresh
+//! process, so nothing this test process did before (its allocator's free memory) can hide
+//! a listing's growth. The tests take turns ([`serial`]) and share one directory of 100,000
+//! entries, made once in Cargo's scratch directory for tests and kept there ([`big_root`]).
 
 mod support;
 
@@ -15,11 +15,12 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use poolserve::listing::LISTING_MAX_ENTRIES;
-use support::{config, read_response, Response, TestDir, TestServer};
+use support::{config, first_line, read_response, Response, TestDir, TestServer};
 
 /// Entries in `/big/`: exactly the default cap, so the whole directory is listed.
 const ENTRIES: usize = LISTING_MAX_ENTRIES;
@@ -78,25 +79,30 @@ fn big_names_in_order() -> impl DoubleEndedIterator<Item = String> + ExactSizeIt
 static BIG_ROOT: OnceLock<PathBuf> = OnceLock::new();
 
 /// A document root holding `small.txt` and `big/`, a directory of [`ENTRIES`] entries
-/// ([`DIRS`] directories and [`FILES`] empty files), made once per run of this binary (about
-/// a second) and removed when the process exits.
+/// ([`DIRS`] directories and [`FILES`] empty files), in Cargo's scratch directory for
+/// integration tests (`target/tmp`, gone with `cargo clean`). Made once (about a second)
+/// under a temporary name and renamed whole, so a run cut short never leaves a partial
+/// one; later runs use it as it is.
 fn big_root() -> &'static Path {
     BIG_ROOT.get_or_init(|| {
-        let root =
-            std::env::temp_dir().join(format!("poolserve-listing-big-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        let big = root.join("big");
-        std::fs::create_dir_all(&big).expect("create the big directory");
-        // SAFETY: `atexit` only records the function; `remove_big_root` is `extern "C"`,
-        // takes nothing and cannot unwind (it ignores every error).
-        unsafe {
-            libc::atexit(remove_big_root);
+        let scratch = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let root = scratch.join(format!("listing-big-{ENTRIES}"));
+        if root.join("big").is_dir() {
+            return root;
         }
-        std::fs::write(root.join("small.txt"), "small\n").expect("write small.txt");
+        let making = scratch.join(format!("listing-big-{ENTRIES}.{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&making);
+        let big = making.join("big");
+        std::fs::create_dir_all(&big).expect("create the big directory");
+        std::fs::write(making.join("small.txt"), "small\n").expect("write small.txt");
         for i in 1..=DIRS {
             std::fs::create_dir(big.join(dir_name(i))).expect("create a directory");
         }
         make_files(&big, (0..FILES).map(file_name));
+        // Another run may have finished first: then its copy serves, and this one goes.
+        if std::fs::rename(&making, &root).is_err() {
+            let _ = std::fs::remove_dir_all(&making);
+        }
         root
     })
 }
@@ -116,12 +122,6 @@ fn make_files(dir: &Path, names: impl Iterator<Item = String>) {
             File::create(&path).expect("create a file");
             first = Some(path);
         }
-    }
-}
-
-extern "C" fn remove_big_root() {
-    if let Some(root) = BIG_ROOT.get() {
-        let _ = std::fs::remove_dir_all(root);
     }
 }
 
@@ -156,10 +156,9 @@ fn get(srv: &TestServer, target: &str) -> Response {
     read_response(&mut send(srv, target), false).expect("a response")
 }
 
-/// GET `target` on a new connection, its body read 64 KiB at a time and never held: the
-/// head, the body's length, and how often `needle` occurs in it.
-fn get_streamed(srv: &TestServer, target: &str, needle: &[u8]) -> (Response, u64, usize) {
-    let mut s = send(srv, target);
+/// The response on `s` (its request sent), its body read 64 KiB at a time and never held:
+/// the head, the body's length, and how often `needle` occurs in it.
+fn read_streamed(mut s: TcpStream, needle: &[u8]) -> (Response, u64, usize) {
     // Read as for HEAD: the head only.
     let head = read_response(&mut s, true).expect("a response head");
     let len: u64 = head
@@ -290,49 +289,72 @@ fn a_directory_of_100_000_entries_is_listed_whole_in_natural_order() {
     assert!(!text.contains("left out"));
 }
 
-/// (VmRSS, VmHWM) of this process, in bytes.
-fn memory() -> (u64, u64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+/// (VmRSS, VmHWM) of process `pid`, in bytes.
+fn memory(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let field = |name: &str| -> u64 {
         status
             .lines()
             .find(|l| l.starts_with(name))
             .and_then(|l| l.split_whitespace().nth(1))
             .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no {name} in /proc/self/status"))
+            .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"))
     };
     (field("VmRSS:") * 1024, field("VmHWM:") * 1024)
 }
 
-/// Starts a fresh measurement: memory the allocator holds free (other tests' listings,
-/// kept by their workers' arenas) goes back to the system, and the peak is reset to the
-/// current resident size (`5` to `/proc/self/clear_refs`, Linux 4.0). Returns the resident
-/// size to measure from, and whether the peak could be reset: without the reset an earlier
-/// peak may show instead of the listing's, which can only fail the test, never pass it.
-fn fresh_peak() -> (u64, bool) {
-    #[cfg(target_env = "gnu")]
-    // SAFETY: malloc_trim only returns free memory to the system; it takes no pointers.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-    let reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
-    let (rss, peak) = memory();
+/// Starts a fresh measurement of process `pid`: its peak is reset to its current resident
+/// size (`5` to `/proc/PID/clear_refs`, Linux 4.0). Returns the resident size to measure
+/// from, and whether the peak could be reset: without the reset an earlier peak may show
+/// instead of the listing's, which can only fail the test, never pass it.
+fn fresh_peak(pid: u32) -> (u64, bool) {
+    let reset = std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok();
+    let (rss, peak) = memory(pid);
     (rss, reset || peak == rss)
 }
 
 #[test]
 fn a_100_000_entry_listing_grows_peak_memory_by_a_bound() {
     let _turn = serial();
-    let srv = server(big_root(), 4, LISTING_MAX_ENTRIES);
+    // The built binary, fresh: its memory is the server's alone, and nothing freed before
+    // waits in its allocator to take a listing's growth.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_poolserve"))
+        .args([
+            "-p",
+            "0",
+            "--list-dirs",
+            "--access-log",
+            "off",
+            "--workers",
+            "4",
+        ])
+        .args(["--write-timeout", &LISTING_TIMEOUT.as_secs().to_string()])
+        .arg(big_root())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn poolserve");
+    let (_out, _, addr) = first_line(&mut child);
+    let pid = child.id();
+    let request = |target: &str| {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(LISTING_TIMEOUT)).unwrap();
+        let line = format!("GET {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+        s.write_all(line.as_bytes()).unwrap();
+        s
+    };
     // The server's first-use memory (a connection's buffers, the workers' first requests)
     // is not the listing's.
     for _ in 0..8 {
-        assert_eq!(get(&srv, "/small.txt").status, 200);
+        let r = read_response(&mut request("/small.txt"), false).expect("a response");
+        assert_eq!(r.status, 200);
     }
 
-    let (before, reset) = fresh_peak();
-    let (head, len, rows) = get_streamed(&srv, "/big/", b"<tr><td><a href=");
-    let (_, peak) = memory();
+    let (before, reset) = fresh_peak(pid);
+    let (head, len, rows) = read_streamed(request("/big/"), b"<tr><td><a href=");
+    let (_, peak) = memory(pid);
+    let _ = child.kill();
+    let _ = child.wait();
     assert_eq!(head.status, 200);
     assert_eq!(rows, 1 + ENTRIES, "the ../ row and one row an entry");
     let growth = peak.saturating_sub(before);
